@@ -1,0 +1,83 @@
+//! Argument conversions shared by the wrappers (API.md "Input conventions").
+
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyFloat, PyTuple};
+
+/// Number of `Event` members (kernel order, `UNMAP = 0` .. `MIGRATE = 6`).
+pub const EVENTS: u8 = 7;
+pub const EVENT_UNMAP: u8 = 0;
+pub const EVENT_PROTECTION_VMA: u8 = 2;
+pub const EVENT_RELEASE: u8 = 5;
+pub const EVENT_MIGRATE: u8 = 6;
+
+/// The `Event` members, indexed by value, imported once from `mmn_fast._types`.
+pub fn event_member(py: Python<'_>, code: u8) -> PyResult<Bound<'_, PyAny>> {
+    static MEMBERS: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+    let members = MEMBERS.get_or_try_init(py, || -> PyResult<Py<PyTuple>> {
+        let event = py.import("mmn_fast._types")?.getattr("Event")?;
+        let all = (0..EVENTS).map(|v| event.call1((v,))).collect::<PyResult<Vec<_>>>()?;
+        Ok(PyTuple::new(py, all)?.unbind())
+    })?;
+    members.bind(py).get_item(usize::from(code))
+}
+
+/// An `event` argument: an `Event` or an int in `0..=6` (`ValueError` for any other int,
+/// `TypeError` for a non-integer).
+pub fn event_code(event: &Bound<'_, PyAny>) -> PyResult<u8> {
+    match event.extract::<i64>() {
+        Ok(v) => u8::try_from(v)
+            .ok()
+            .filter(|&v| v < EVENTS)
+            .ok_or_else(|| PyValueError::new_err(format!("{v} is not a valid Event (0..6)"))),
+        Err(err) if err.is_instance_of::<PyOverflowError>(event.py()) => {
+            Err(PyValueError::new_err("not a valid Event (0..6)"))
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// A `read_begin` timeout: `None`, `inf` or a value too large to represent mean no limit
+/// (`Ok(None)`); NaN or a negative number is `ValueError`; a bool or a non-number `TypeError`.
+pub fn timeout_arg(timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Option<std::time::Duration>> {
+    let Some(obj) = timeout else { return Ok(None) };
+    if obj.is_instance_of::<PyBool>() {
+        return Err(PyTypeError::new_err("timeout must be a number of seconds, not a bool"));
+    }
+    let secs: f64 = if obj.is_instance_of::<PyFloat>() {
+        obj.extract()?
+    } else {
+        // Ints (however large) and other real numbers go through float(), as time.sleep does.
+        match obj.call_method0("__float__") {
+            Ok(f) => f.extract()?,
+            Err(err) if err.is_instance_of::<PyOverflowError>(obj.py()) => f64::INFINITY,
+            Err(_) => {
+                return Err(PyTypeError::new_err(format!(
+                    "timeout must be a number of seconds, not {}",
+                    obj.get_type().name()?
+                )))
+            }
+        }
+    };
+    if secs.is_nan() || secs < 0.0 {
+        return Err(PyValueError::new_err("timeout must be >= 0 seconds"));
+    }
+    Ok(std::time::Duration::try_from_secs_f64(secs).ok())
+}
+
+/// The `seq` argument of `read_retry` / `check_retry`: any int; one outside `u64` can equal no
+/// subscription seq (`Ok(None)`).
+pub fn seq_arg(seq: &Bound<'_, PyAny>) -> PyResult<Option<u64>> {
+    if !seq.is_instance_of::<pyo3::types::PyInt>() {
+        return Err(PyTypeError::new_err(format!(
+            "seq must be an int, not {}",
+            seq.get_type().name()?
+        )));
+    }
+    match seq.extract::<u64>() {
+        Ok(v) => Ok(Some(v)),
+        Err(err) if err.is_instance_of::<PyOverflowError>(seq.py()) => Ok(None),
+        Err(err) => Err(err),
+    }
+}

@@ -1,0 +1,26 @@
+//! The PyO3 binding: the only code in the crate that knows about Python.
+//!
+//! Layers point one way: the core (`tree`, `protocol`, `notifier`) knows nothing of this folder;
+//! the Python package `mmn_fast` subclasses what is defined here and adds classic mode.
+
+mod callbacks;
+mod convert;
+mod errors;
+mod mm;
+mod range;
+mod subscription;
+mod tree;
+
+use pyo3::prelude::*;
+
+/// The native module `mmn_fast._mmn_fast`; use the public names of `mmn_fast` instead.
+#[pymodule(gil_used = true)]
+fn _mmn_fast(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<mm::MMCore>()?;
+    m.add_class::<mm::Invalidation>()?;
+    m.add_class::<subscription::IntervalNotifier>()?;
+    m.add_class::<range::Range>()?;
+    m.add_class::<tree::IntervalTreeCore>()?;
+    m.add("NODE_BYTES", crate::tree::IntervalTree::<Py<PyAny>>::NODE_BYTES)?;
+    Ok(())
+}

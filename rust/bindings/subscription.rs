@@ -1,0 +1,218 @@
+//! `IntervalNotifier`: one interval subscription (the kernel's `mmu_interval_notifier`) and its
+//! read side: `read_begin`, `read_retry`, `check_retry`, `set_seq`, `remove` (SPEC R24-R32,
+//! R39-R42).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use pyo3::exceptions::{PyRuntimeError, PyTimeoutError, PyValueError};
+use pyo3::gc::{PyTraverseError, PyVisit};
+use pyo3::prelude::*;
+
+use super::convert::{seq_arg, timeout_arg};
+use super::mm::MMCore;
+use crate::error::Error;
+use crate::interval::Interval;
+use crate::protocol::{Removal, SubKey};
+
+/// The Python objects a subscription holds that may close a reference cycle; behind a mutex
+/// only so that the garbage collector can clear them.
+struct Refs {
+    ops: Option<Py<PyAny>>,
+    tag: Option<Py<PyAny>>,
+}
+
+/// An interval subscription, returned by `MM.insert_interval_notifier` (never built directly).
+#[pyclass(frozen, weakref, module = "mmn_fast", name = "IntervalNotifier")]
+pub struct IntervalNotifier {
+    mm: Py<MMCore>,
+    interval: Interval,
+    /// The core's key, as `Handle` bits; written once, under the mm lock, by the insert.
+    key: AtomicU64,
+    refs: Mutex<Refs>,
+    /// `remove()` was called (a second one fails at once, even while the first waits; D6).
+    removed: AtomicBool,
+}
+
+impl IntervalNotifier {
+    pub(crate) fn new(mm: Py<MMCore>, interval: Interval, ops: Option<Py<PyAny>>, tag: Py<PyAny>) -> Self {
+        Self {
+            mm,
+            interval,
+            key: AtomicU64::new(u64::MAX),
+            refs: Mutex::new(Refs { ops, tag: Some(tag) }),
+            removed: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn set_key(&self, key: SubKey) {
+        self.key.store(key.to_bits(), Ordering::Release);
+    }
+
+    pub(crate) fn interval(&self) -> Interval {
+        self.interval
+    }
+
+    fn key(&self) -> SubKey {
+        SubKey::from_bits(self.key.load(Ordering::Acquire))
+    }
+
+    /// This subscription's seq, read under the mm lock.
+    fn seq(&self, py: Python<'_>) -> PyResult<u64> {
+        let guard = self.mm.get().notifier.lock();
+        let (_, sub) = guard.sub(self.key()).ok_or(Error::NotSubscribed)?;
+        let _ = py;
+        Ok(sub.seq())
+    }
+
+    fn refs(&self) -> std::sync::MutexGuard<'_, Refs> {
+        self.refs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[pymethods]
+impl IntervalNotifier {
+    /// The `MM` this subscription belongs to.
+    #[getter]
+    fn mm(&self, py: Python<'_>) -> Py<MMCore> {
+        self.mm.clone_ref(py)
+    }
+
+    #[getter]
+    fn start(&self) -> u64 {
+        self.interval.start()
+    }
+
+    /// The last address covered (inclusive).
+    #[getter]
+    fn last(&self) -> u64 {
+        self.interval.last()
+    }
+
+    #[getter]
+    fn length(&self) -> u64 {
+        // No subscription covers all 2**64 addresses (R38), so this cannot overflow.
+        self.interval.last() - self.interval.start() + 1
+    }
+
+    /// The `ops` given at insert (None for a native subscription).
+    #[getter]
+    fn ops(&self, py: Python<'_>) -> Py<PyAny> {
+        self.refs().ops.as_ref().map_or_else(|| py.None(), |o| o.clone_ref(py))
+    }
+
+    #[getter]
+    fn tag(&self, py: Python<'_>) -> Py<PyAny> {
+        self.refs().tag.as_ref().map_or_else(|| py.None(), |t| t.clone_ref(py))
+    }
+
+    /// This subscription's `invalidate_seq` (always odd, R31).
+    #[getter]
+    fn invalidate_seq(&self, py: Python<'_>) -> PyResult<u64> {
+        self.seq(py)
+    }
+
+    /// `mmu_interval_read_begin` (R25-R27): this subscription's seq as read on entry; if the
+    /// current epoch touched it, first wait (GIL released) until that epoch closes. Does not
+    /// loop: `read_retry` may already be true when it returns.
+    ///
+    /// Raises `TimeoutError` when `timeout` seconds pass first; `RuntimeError` from inside an
+    /// invalidation callback of this mm, where it would wait for itself (D6).
+    #[pyo3(signature = (timeout = None))]
+    fn read_begin(&self, py: Python<'_>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
+        let timeout = timeout_arg(timeout)?;
+        let mm = self.mm.get();
+        let (seq, must_wait) = mm.notifier.lock().read_begin(self.key())?;
+        if !must_wait {
+            return Ok(seq);
+        }
+        if mm.inside_own_start() {
+            return Err(PyRuntimeError::new_err(Error::WouldDeadlock.to_string()));
+        }
+        if mm.wait_epoch(py, seq, timeout)? {
+            Ok(seq)
+        } else {
+            Err(PyTimeoutError::new_err("read_begin timed out waiting for the invalidation to end"))
+        }
+    }
+
+    /// `mmu_interval_read_retry` (R28): true if an invalidation rewrote the seq since `seq`.
+    /// Call it under the lock your `invalidate` holds around `set_seq`.
+    fn read_retry(&self, py: Python<'_>, seq: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let seq = seq_arg(seq)?;
+        Ok(seq != Some(self.seq(py)?))
+    }
+
+    /// `mmu_interval_check_retry` (R29): as `read_retry`, callable without your lock; true is
+    /// reliable, false proves nothing.
+    fn check_retry(&self, py: Python<'_>, seq: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.read_retry(py, seq)
+    }
+
+    /// `mmu_interval_set_seq` (R24): call from `invalidate` with its `cur_seq`, under your lock.
+    fn set_seq(&self, cur_seq: u64) -> PyResult<()> {
+        let mut guard = self.mm.get().notifier.lock();
+        let (_, sub) = guard.sub_mut(self.key()).ok_or(Error::NotSubscribed)?;
+        sub.set_seq(cur_seq);
+        Ok(())
+    }
+
+    /// `mmu_interval_notifier_remove` with the 5.18 fix (R39-R41, D4): when it returns, the
+    /// subscription is out of the tree and its `invalidate` will never be called again. During
+    /// an epoch that may call it, it waits (GIL released) for the closing end.
+    ///
+    /// Raises `ValueError` on a second call (D6) and `RuntimeError` from inside an invalidation
+    /// callback of this mm when it would have to wait (D6); neither changes anything.
+    fn remove(&self, py: Python<'_>) -> PyResult<()> {
+        if self.removed.swap(true, Ordering::AcqRel) {
+            return Err(PyValueError::new_err("this subscription was already removed"));
+        }
+        let mm = self.mm.get();
+        let key = self.key();
+        let removal = {
+            let mut guard = mm.notifier.lock(); // under the lock
+            if guard.remove_would_wait(key) && mm.inside_own_start() {
+                self.removed.store(false, Ordering::Release);
+                return Err(PyRuntimeError::new_err(Error::WouldDeadlock.to_string()));
+            }
+            guard.remove(key)
+        };
+        match removal? {
+            Removal::Done(freed) => drop(freed),
+            Removal::Deferred { wait_seq } => {
+                mm.wait_epoch(py, wait_seq, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "<IntervalNotifier [{:#x}, {:#x}] tag={}>",
+            self.interval.start(),
+            self.interval.last(),
+            self.tag(py).bind(py).repr()?
+        ))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.mm)?;
+        if let Ok(refs) = self.refs.try_lock() {
+            if let Some(ops) = &refs.ops {
+                visit.call(ops)?;
+            }
+            if let Some(tag) = &refs.tag {
+                visit.call(tag)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let (ops, tag) = {
+            let mut refs = self.refs();
+            (refs.ops.take(), refs.tag.take())
+        };
+        drop((ops, tag));
+    }
+}

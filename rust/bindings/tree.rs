@@ -1,0 +1,188 @@
+//! `IntervalTreeCore`: the augmented interval tree with a Python value per interval. The Python
+//! class `mmn_fast.IntervalTree` subclasses it and adds the buffer-taking batch calls.
+//!
+//! Locking: one reader-writer lock; queries read, `insert` / `remove` write. No Python code runs
+//! under it: values removed from the tree are dropped after unlocking, and the batch query runs
+//! with the GIL released.
+
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use pyo3::exceptions::{PyKeyError, PyValueError};
+use pyo3::gc::{PyTraverseError, PyVisit};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+
+use crate::interval::Interval;
+use crate::tree::{Handle, IntervalTree};
+
+/// Closed intervals `[start, last]` over u64, each with a Python value.
+#[pyclass(frozen, subclass, weakref, module = "mmn_fast._mmn_fast", name = "IntervalTreeCore")]
+pub struct IntervalTreeCore {
+    tree: RwLock<IntervalTree<Py<PyAny>>>,
+}
+
+impl IntervalTreeCore {
+    fn read(&self) -> RwLockReadGuard<'_, IntervalTree<Py<PyAny>>> {
+        self.tree.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, IntervalTree<Py<PyAny>>> {
+        self.tree.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The `(start, last, value)` tuples of `q`'s overlaps, ascending start.
+    fn overlap_list<'py>(&self, py: Python<'py>, q: Interval) -> PyResult<Bound<'py, PyList>> {
+        let tree = self.read();
+        let list = PyList::empty(py);
+        for (_, iv, value) in tree.overlaps(q) {
+            list.append(entry(py, iv, value)?)?;
+        }
+        Ok(list)
+    }
+}
+
+fn entry<'py>(py: Python<'py>, iv: Interval, value: &Py<PyAny>) -> PyResult<Bound<'py, PyTuple>> {
+    PyTuple::new(
+        py,
+        [
+            iv.start().into_pyobject(py)?.into_any(),
+            iv.last().into_pyobject(py)?.into_any(),
+            value.bind(py).clone(),
+        ],
+    )
+}
+
+fn words(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    bytes.chunks_exact(8).map(|c| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(c);
+        u64::from_ne_bytes(word)
+    })
+}
+
+/// Decode `[start, last]` pairs from native-endian u64 bytes, checking `start <= last`.
+fn intervals_from_bytes(starts: &[u8], lasts: &[u8]) -> PyResult<Vec<Interval>> {
+    if starts.len() != lasts.len() {
+        return Err(PyValueError::new_err("starts and lasts have different lengths"));
+    }
+    words(starts)
+        .zip(words(lasts))
+        .enumerate()
+        .map(|(i, (s, l))| {
+            Interval::new(s, l).map_err(|err| PyValueError::new_err(format!("interval {i}: {err}")))
+        })
+        .collect()
+}
+
+fn to_bytes(words: &[u64]) -> Vec<u8> {
+    words.iter().flat_map(|w| w.to_ne_bytes()).collect()
+}
+
+#[pymethods]
+impl IntervalTreeCore {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(_args: &Bound<'_, PyAny>, _kwargs: Option<&Bound<'_, PyAny>>) -> Self {
+        Self { tree: RwLock::new(IntervalTree::new()) }
+    }
+
+    /// Add `[start, last]` with `value`; returns its handle. O(log n).
+    #[pyo3(signature = (start, last, value = None))]
+    fn insert(&self, py: Python<'_>, start: u64, last: u64, value: Option<Py<PyAny>>) -> PyResult<u64> {
+        let iv = Interval::new(start, last)?;
+        let value = value.unwrap_or_else(|| py.None());
+        Ok(self.write().insert(iv, value).to_bits())
+    }
+
+    /// Remove the interval `handle` names; `KeyError` if it is not in the tree. O(log n).
+    fn remove(&self, handle: &Bound<'_, PyAny>) -> PyResult<()> {
+        let unknown = || PyKeyError::new_err(handle.clone().unbind());
+        let bits: u64 = handle.extract().map_err(|_| unknown())?;
+        let removed = self.write().remove(Handle::from_bits(bits));
+        match removed {
+            Some((_, value)) => {
+                drop(value); // after unlocking: its destructor may run Python
+                Ok(())
+            }
+            None => Err(unknown()),
+        }
+    }
+
+    fn __len__(&self) -> usize {
+        self.read().len()
+    }
+
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let list = PyList::empty(py);
+        for (_, iv, value) in self.read().iter() {
+            list.append(entry(py, iv, value)?)?;
+        }
+        Ok(list.try_iter()?.into_any())
+    }
+
+    /// The `(start, last, value)` of every interval overlapping `[start, last]`, ascending start.
+    fn overlap<'py>(&self, py: Python<'py>, start: u64, last: u64) -> PyResult<Bound<'py, PyList>> {
+        self.overlap_list(py, Interval::new(start, last)?)
+    }
+
+    /// How many intervals overlap `[start, last]`.
+    fn count_overlap(&self, start: u64, last: u64) -> PyResult<usize> {
+        Ok(self.read().count_overlap(Interval::new(start, last)?))
+    }
+
+    /// The intervals containing `point`.
+    fn stab<'py>(&self, py: Python<'py>, point: u64) -> PyResult<Bound<'py, PyList>> {
+        self.overlap_list(py, Interval::new(point, point)?)
+    }
+
+    /// Replace the content by the intervals of two native-endian u64 byte arrays (handle `i`
+    /// for the `i`-th); `values` is None or a sequence of the same length.
+    fn _load(&self, py: Python<'_>, starts: &Bound<'_, PyBytes>, lasts: &Bound<'_, PyBytes>, values: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let intervals = intervals_from_bytes(starts.as_bytes(), lasts.as_bytes())?;
+        let values: Vec<Py<PyAny>> = match values {
+            Some(v) => v.try_iter()?.map(|x| x.map(Bound::unbind)).collect::<PyResult<_>>()?,
+            None => (0..intervals.len()).map(|_| py.None()).collect(),
+        };
+        if values.len() != intervals.len() {
+            return Err(PyValueError::new_err("values and the arrays have different lengths"));
+        }
+        let items: Vec<_> = intervals.into_iter().zip(values).collect();
+        let built = py.detach(|| IntervalTree::bulk_build(items));
+        let old = std::mem::replace(&mut *self.write(), built);
+        drop(old);
+        Ok(())
+    }
+
+    /// Every match of many queries: `(query indices, handles)` as two native-endian u64 byte
+    /// arrays, computed with the GIL released.
+    fn _overlap_many<'py>(&self, py: Python<'py>, starts: &Bound<'py, PyBytes>, lasts: &Bound<'py, PyBytes>) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+        let queries = intervals_from_bytes(starts.as_bytes(), lasts.as_bytes())?;
+        let (idx, handles) = py.detach(|| {
+            let tree = self.read();
+            let mut idx = Vec::new();
+            let mut handles = Vec::new();
+            for (i, &q) in queries.iter().enumerate() {
+                for (h, _, _) in tree.overlaps(q) {
+                    idx.push(i as u64);
+                    handles.push(h.to_bits());
+                }
+            }
+            (to_bytes(&idx), to_bytes(&handles))
+        });
+        Ok((PyBytes::new(py, &idx), PyBytes::new(py, &handles)))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(tree) = self.tree.try_read() {
+            for (_, _, value) in tree.iter() {
+                visit.call(value)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let values = self.write().drain_values();
+        drop(values);
+    }
+}

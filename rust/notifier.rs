@@ -1,0 +1,79 @@
+//! The protocol state behind a mutex, and the one wait queue (the kernel's `subscriptions->lock`
+//! and `subscriptions->wq`, SPEC R74, R77).
+//!
+//! Locking protocol:
+//! - Every transition of [`Protocol`] runs under [`Notifier::lock`]; the guard is the only way to
+//!   reach the state, so "caller holds the lock" is a type, not a comment.
+//! - Nothing that can block or call foreign code runs under the lock: callbacks run after the
+//!   guard is dropped (the tree is kept stable by the odd seq and the deferred list, R76), and
+//!   payloads freed by a transition are dropped by the caller after unlocking.
+//! - Only two things wait: `read_begin` and a deferred `remove` (R77). Both wait for
+//!   [`Protocol::seq_changed`], evaluated under the lock, and are woken by the end that closes the
+//!   epoch ([`Notifier::wake_all`], which pairs with [`Notifier::wait_seq_change`]).
+
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::protocol::Protocol;
+
+/// One address space's interval side: the protocol state, its lock and its wait queue.
+#[derive(Debug, Default)]
+pub struct Notifier<P> {
+    state: Mutex<Protocol<P>>,
+    epoch_closed: Condvar,
+}
+
+impl<P> Notifier<P> {
+    /// A fresh, idle address space (SPEC R2).
+    pub fn new() -> Self {
+        Self { state: Mutex::new(Protocol::new()), epoch_closed: Condvar::new() }
+    }
+
+    /// Lock the state. A panic elsewhere while locked cannot leave the protocol half-changed
+    /// (every transition completes before returning), so a poisoned lock is taken over.
+    pub fn lock(&self) -> MutexGuard<'_, Protocol<P>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Try to lock without blocking (the garbage collector's traversal must not wait).
+    pub fn try_lock(&self) -> Option<MutexGuard<'_, Protocol<P>>> {
+        match self.state.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Wake every waiter after an end closed the epoch (R17; pairs with
+    /// [`Notifier::wait_seq_change`]). Call it after dropping the guard.
+    pub fn wake_all(&self) {
+        self.epoch_closed.notify_all();
+    }
+
+    /// Wait until `seq != w` (read under the lock, so a waiter for a deferred removal returns only
+    /// once the closing end has applied the deferred list: the 5.18 fix, R41), or until `timeout`
+    /// passes. Returns whether the epoch `w` is over.
+    ///
+    /// The caller must not hold the lock, nor anything an invalidation callback needs. Bindings
+    /// call it in short slices so that they can look for signals in between.
+    pub fn wait_seq_change(&self, w: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut guard = self.lock();
+        // Loop invariant: `guard` is held; spurious wake-ups re-check the condition.
+        while !guard.seq_changed(w) {
+            let left = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => Duration::from_secs(3600),
+            };
+            if left.is_zero() {
+                return false;
+            }
+            guard = self
+                .epoch_closed
+                .wait_timeout(guard, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+}

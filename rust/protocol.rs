@@ -1,0 +1,471 @@
+//! The interval-mode protocol: `invalidate_seq`, the active count and the deferred list, as
+//! plain transitions on a state that the caller has locked ([`crate::notifier`] does the locking
+//! and the waits). Everything here is single-threaded and deterministic, so it is tested step by
+//! step and model-checked as it is.
+//!
+//! # Protocol
+//!
+//! Three states (SPEC R7):
+//!
+//! | state                 | `active` | `seq` | the tree                                  |
+//! |-----------------------|----------|-------|-------------------------------------------|
+//! | idle                  | 0        | even  | free to change                            |
+//! | partially excluded    | > 0      | even  | free to change (no running start hit it)  |
+//! | fully excluded        | > 0      | odd   | frozen: inserts and removes are deferred  |
+//!
+//! The seq operations, each under the lock:
+//! - begin writing: `seq |= 1`, by a start that overlaps a subscription (R8a, R12) or by an
+//!   insert in the partially excluded state (R8b, R35b);
+//! - end writing: `seq += 1`, only by the end that takes `active` from 1 to 0 while `seq` is odd
+//!   (R9); that end, and only it, applies the deferred list and wakes the waiters (R17);
+//! - read: a reader's `read_begin` takes its subscription's seq `s` and waits while `s == seq`
+//!   (R25); `read_retry(s)` is `sub.seq != s` (R28).
+//!
+//! One epoch (a stretch with `seq` odd) takes `seq` up by exactly 2, however many starts join
+//! it (R10). Timeline of a writer and a reader on one subscription:
+//!
+//! ```text
+//!   writer (invalidation)                  reader (driver fault path)
+//!                                          s = read_begin()        seq even: no wait
+//!                                          ... builds a mapping without the user lock ...
+//!   start: active += 1, seq |= 1
+//!   invalidate(): user lock; set_seq(seq); unlock
+//!                                          user lock; read_retry(s) == true -> retry
+//!   end: active -= 1, seq += 1, apply deferred, wake
+//!                                          s = read_begin()        (waited while s == seq)
+//!                                          user lock; read_retry(s) == false -> commit
+//! ```
+//!
+//! Why defer rather than retry: an insert or remove that arrives while the tree is frozen is
+//! queued and applied by the closing end, so writers never wait on readers and a stream of
+//! invalidations cannot livelock a remover (the kernel's choice, kept).
+//!
+//! Deviations from v5.12 that SPEC's decisions ask for: every start counts in `active` even with
+//! no subscription (D5); removal returns only after the closing end has applied the deferred list
+//! (the 5.18 fix, D4 — the waiter's condition [`Protocol::seq_changed`] is read under the same
+//! lock as the end that applies the list).
+
+use crate::error::Error;
+use crate::interval::Interval;
+use crate::tree::{Handle, IntervalTree};
+
+/// The identity of one subscription: its node in the tree's arena. It stays the same while a
+/// deferred insert waits detached and after it is attached.
+pub type SubKey = Handle;
+
+/// The idle value of a fresh `invalidate_seq` (SPEC R2).
+pub const INITIAL_SEQ: u64 = 2;
+
+/// What is pending for a subscription on the deferred list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pending {
+    None,
+    /// Detached, waiting for the closing end to link it (R35c).
+    Insert,
+    /// Still in the tree, waiting for the closing end to unlink it (R39b).
+    Remove,
+}
+
+/// One interval subscription as the protocol sees it; `P` is the caller's payload (the binding
+/// keeps its Python objects there).
+#[derive(Debug)]
+pub struct Sub<P> {
+    seq: u64,
+    pending: Pending,
+    /// Handled entirely here: a hit sets its seq and records it in the journal.
+    native: bool,
+    /// On the journal since the last [`Protocol::drain_journal`].
+    journaled: bool,
+    /// The caller's data for this subscription.
+    pub payload: P,
+}
+
+impl<P> Sub<P> {
+    /// This subscription's `invalidate_seq`; always odd (R31).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// `mmu_interval_set_seq` (R24): the caller's callback calls it under its own lock.
+    pub fn set_seq(&mut self, cur_seq: u64) {
+        self.seq = cur_seq;
+    }
+
+    /// Whether the protocol handles this subscription's invalidations itself.
+    pub fn is_native(&self) -> bool {
+        self.native
+    }
+}
+
+/// Where an insert landed (R35).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsertState {
+    /// (a) idle: in the tree now, `sub.seq = seq - 1`.
+    Idle,
+    /// (b) partially excluded: `seq |= 1`, in the tree now, `sub.seq = seq`.
+    PartiallyExcluded,
+    /// (c) fully excluded: detached on the deferred list until the closing end, `sub.seq = seq`.
+    Deferred,
+}
+
+/// What a remove did (R39).
+#[derive(Debug)]
+pub enum Removal<P> {
+    /// (c) `seq` even: unlinked now, or (a) a pending insert dropped before it entered the tree.
+    /// The payload to drop outside the lock, unless the journal still needs it.
+    Done(Option<P>),
+    /// (b) queued on the deferred list; wait until [`Protocol::seq_changed`]`(wait_seq)`.
+    Deferred { wait_seq: u64 },
+}
+
+/// What a start did (R12).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Started {
+    /// The seq handed to every callback of this start; odd when `hits > 0` (R13, R83).
+    pub cur_seq: u64,
+    /// How many subscriptions overlapped the range.
+    pub hits: usize,
+}
+
+/// What an end did (R17).
+#[derive(Debug)]
+pub enum Ended<P> {
+    /// Other invalidations are still active, or no epoch was open: nothing else to do.
+    Open,
+    /// This end closed the epoch: `seq` is even again, the deferred list was applied.
+    /// The caller must wake every waiter after unlocking, and drop `freed` (the payloads of the
+    /// subscriptions whose removal was applied) outside the lock.
+    Closed { freed: Vec<P> },
+}
+
+/// The locked state of one address space's interval side (the kernel's
+/// `mmu_notifier_subscriptions` minus the classic list).
+#[derive(Debug)]
+pub struct Protocol<P> {
+    seq: u64,
+    active: u64,
+    tree: IntervalTree<Sub<P>>,
+    /// Keys waiting for the closing end; only non-empty while `seq` is odd (R81).
+    deferred: Vec<SubKey>,
+    /// Native subscriptions hit since the last drain, once each.
+    journal: Vec<SubKey>,
+    /// Payloads of journaled subscriptions removed before the drain.
+    journal_removed: Vec<P>,
+    has_itree: bool,
+    released: bool,
+}
+
+impl<P> Default for Protocol<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<P> Protocol<P> {
+    /// A fresh state: `seq = 2`, nothing active, empty tree and deferred list (R2).
+    pub fn new() -> Self {
+        Self {
+            seq: INITIAL_SEQ,
+            active: 0,
+            tree: IntervalTree::new(),
+            deferred: Vec::new(),
+            journal: Vec::new(),
+            journal_removed: Vec::new(),
+            has_itree: false,
+            released: false,
+        }
+    }
+
+    /// The mm's `invalidate_seq`.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Starts between their start and end (`active_invalidate_ranges`, R11, D5).
+    pub fn active(&self) -> u64 {
+        self.active
+    }
+
+    /// Whether an interval subscription was ever inserted (R3).
+    pub fn has_itree(&self) -> bool {
+        self.has_itree
+    }
+
+    /// Whether [`Protocol::mark_released`] was called (D12).
+    pub fn released(&self) -> bool {
+        self.released
+    }
+
+    /// The address space is going away: no new subscription from now on (D12).
+    pub fn mark_released(&mut self) {
+        self.released = true;
+    }
+
+    /// Hand `payload` back to the caller, or keep it while the journal still names it.
+    fn release_payload(&mut self, sub: Sub<P>) -> Option<P> {
+        if sub.journaled {
+            self.journal_removed.push(sub.payload);
+            None
+        } else {
+            Some(sub.payload)
+        }
+    }
+
+    /// Subscriptions in the tree (pending inserts excluded).
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    /// Whether the tree is empty.
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+
+    /// The tree, for read-only walks (introspection, invariant checks).
+    pub fn tree(&self) -> &IntervalTree<Sub<P>> {
+        &self.tree
+    }
+
+    /// A subscription by key, attached or pending.
+    pub fn sub(&self, key: SubKey) -> Option<(Interval, &Sub<P>)> {
+        self.tree.get(key)
+    }
+
+    /// Mutable access to a subscription by key.
+    pub fn sub_mut(&mut self, key: SubKey) -> Option<(Interval, &mut Sub<P>)> {
+        self.tree.get_mut(key)
+    }
+
+    /// Start of an invalidation, interval side (R11, R12): `active += 1`; if `query` overlaps a
+    /// subscription, begin writing (`seq |= 1`) and visit each overlapping one in ascending
+    /// start with the epoch's odd `cur_seq` (R13): a native one is handled here (its seq set to
+    /// `cur_seq`, itself put on the journal once); for the others `on_hit` is called, under the
+    /// caller's lock, to record what to call after unlocking. `hits` counts both kinds.
+    /// Pairs with [`Protocol::end`].
+    pub fn start(
+        &mut self,
+        query: Interval,
+        mut on_hit: impl FnMut(SubKey, Interval, &mut Sub<P>, u64),
+    ) -> Started {
+        self.active += 1;
+        if !self.tree.any_overlap(query) {
+            return Started { cur_seq: self.seq, hits: 0 };
+        }
+        self.seq |= 1;
+        let cur_seq = self.seq;
+        let mut hits = 0;
+        let journal = &mut self.journal;
+        self.tree.for_each_overlap_mut(query, |key, iv, sub| {
+            hits += 1;
+            if sub.native {
+                sub.seq = cur_seq;
+                if !sub.journaled {
+                    sub.journaled = true;
+                    journal.push(key);
+                }
+            } else {
+                on_hit(key, iv, sub, cur_seq);
+            }
+        });
+        Started { cur_seq, hits }
+    }
+
+    /// End of an invalidation, interval side (R17): `active -= 1`; the end that brings `active`
+    /// to 0 while `seq` is odd ends writing (`seq += 1`) and applies the deferred list, newest
+    /// deferral first. Pairs with [`Protocol::start`].
+    ///
+    /// # Errors
+    /// [`Error::NoActiveInvalidation`] when no start is open; nothing changes (D6, R51).
+    pub fn end(&mut self) -> Result<Ended<P>, Error> {
+        self.active = self
+            .active
+            .checked_sub(1)
+            .ok_or(Error::NoActiveInvalidation)?;
+        if self.active > 0 || self.seq & 1 == 0 {
+            return Ok(Ended::Open);
+        }
+        self.seq += 1;
+        let mut freed = Vec::new();
+        // Loop invariant: every key still on `deferred` names a live subscription whose
+        // `pending` says what to do with it (insert and remove clear their entry together).
+        while let Some(key) = self.deferred.pop() {
+            let Some((_, sub)) = self.tree.get_mut(key) else {
+                debug_assert!(false, "deferred key {key:?} is not allocated");
+                continue;
+            };
+            match std::mem::replace(&mut sub.pending, Pending::None) {
+                Pending::Insert => {
+                    self.tree.attach(key);
+                }
+                Pending::Remove => {
+                    if let Some((_, sub)) = self.tree.remove(key) {
+                        freed.extend(self.release_payload(sub));
+                    }
+                }
+                Pending::None => debug_assert!(false, "deferred key {key:?} has nothing pending"),
+            }
+        }
+        Ok(Ended::Closed { freed })
+    }
+
+    /// Insert a subscription over `iv` (R33-R36), in whichever of the three ways the state asks.
+    ///
+    /// # Errors
+    /// [`Error::Released`] after [`Protocol::mark_released`] (D12); nothing changes.
+    pub fn insert(
+        &mut self,
+        iv: Interval,
+        native: bool,
+        payload: P,
+    ) -> Result<(SubKey, InsertState), Error> {
+        if self.released {
+            return Err(Error::Released);
+        }
+        self.has_itree = true;
+        let mut sub = Sub { seq: 0, pending: Pending::None, native, journaled: false, payload };
+        if self.active == 0 {
+            // (a) idle: seq is even (R81), so seq - 1 is odd and a read_begin never waits.
+            debug_assert_eq!(self.seq & 1, 0);
+            sub.seq = self.seq - 1;
+            Ok((self.tree.insert(iv, sub), InsertState::Idle))
+        } else if self.seq & 1 == 0 {
+            // (b) partially excluded: a running start might cover iv; make readers wait (R36).
+            self.seq |= 1;
+            sub.seq = self.seq;
+            Ok((self.tree.insert(iv, sub), InsertState::PartiallyExcluded))
+        } else {
+            // (c) fully excluded: the tree is frozen.
+            sub.seq = self.seq;
+            sub.pending = Pending::Insert;
+            let key = self.tree.insert_detached(iv, sub);
+            self.deferred.push(key);
+            Ok((key, InsertState::Deferred))
+        }
+    }
+
+    /// Remove a subscription (R39, D4).
+    ///
+    /// # Errors
+    /// [`Error::NotSubscribed`] for a key that is gone or already queued for removal (D6).
+    pub fn remove(&mut self, key: SubKey) -> Result<Removal<P>, Error> {
+        let attached = self.tree.is_attached(key);
+        let Some((_, sub)) = self.tree.get_mut(key) else {
+            return Err(Error::NotSubscribed);
+        };
+        if self.seq & 1 == 1 {
+            if !attached {
+                // (a) a pending insert: unlink it from the deferred list; it never enters.
+                self.deferred.retain(|&k| k != key);
+                let (_, sub) = self.tree.remove(key).ok_or(Error::NotSubscribed)?;
+                return Ok(Removal::Done(self.release_payload(sub)));
+            }
+            if sub.pending == Pending::Remove {
+                return Err(Error::NotSubscribed);
+            }
+            // (b) in the frozen tree: the closing end unlinks it (R40: it may still be called
+            // by starts that join this epoch until then).
+            sub.pending = Pending::Remove;
+            self.deferred.push(key);
+            return Ok(Removal::Deferred { wait_seq: self.seq });
+        }
+        // (c) seq even: no running start walks the tree, so no callback can be running (R40).
+        debug_assert!(attached && self.deferred.is_empty());
+        let (_, sub) = self.tree.remove(key).ok_or(Error::NotSubscribed)?;
+        Ok(Removal::Done(self.release_payload(sub)))
+    }
+
+    /// Whether a `remove` of `key` now would have to wait (R39b): `seq` odd and `key` in the tree.
+    pub fn remove_would_wait(&self, key: SubKey) -> bool {
+        self.seq & 1 == 1 && self.tree.is_attached(key)
+    }
+
+    /// Take the journal: `f` is called once for each native subscription hit since the last
+    /// drain, however often it was hit: first those still subscribed, then those removed since
+    /// (whose payloads are returned, to drop outside the lock).
+    pub fn drain_journal(&mut self, mut f: impl FnMut(&P)) -> Vec<P> {
+        for key in self.journal.drain(..) {
+            if let Some((_, sub)) = self.tree.get_mut(key) {
+                sub.journaled = false;
+                f(&sub.payload);
+            }
+        }
+        let gone = std::mem::take(&mut self.journal_removed);
+        gone.iter().for_each(f);
+        gone
+    }
+
+    /// Visit every payload the state holds: in the tree, pending, and kept for the journal.
+    pub fn for_each_payload(&self, mut f: impl FnMut(&P)) {
+        for (_, _, sub) in self.tree.iter() {
+            f(&sub.payload);
+        }
+        for &key in &self.deferred {
+            if !self.tree.is_attached(key) {
+                if let Some((_, sub)) = self.tree.get(key) {
+                    f(&sub.payload);
+                }
+            }
+        }
+        self.journal_removed.iter().for_each(f);
+    }
+
+    /// `mmu_interval_read_begin` under the lock (R25, R26): the subscription's seq `s`, and
+    /// whether the caller must wait until [`Protocol::seq_changed`]`(s)`.
+    ///
+    /// # Errors
+    /// [`Error::NotSubscribed`] for a removed subscription.
+    pub fn read_begin(&self, key: SubKey) -> Result<(u64, bool), Error> {
+        let (_, sub) = self.tree.get(key).ok_or(Error::NotSubscribed)?;
+        Ok((sub.seq, sub.seq == self.seq))
+    }
+
+    /// The wake-up condition of `read_begin` and of a deferred `remove`: the epoch `w` is over
+    /// (and, read under the lock, its deferred list applied: the 5.18 fix, R41, D4).
+    pub fn seq_changed(&self, w: u64) -> bool {
+        self.seq != w
+    }
+
+    /// Empty everything (attached, pending and deferred), returning the payloads; used to break
+    /// reference cycles when the owner is being collected. The counters are left as they are.
+    pub fn drain_payloads(&mut self) -> Vec<P> {
+        self.deferred.clear();
+        self.journal.clear();
+        let mut all = std::mem::take(&mut self.journal_removed);
+        all.extend(self.tree.drain_values().into_iter().map(|sub| sub.payload));
+        all
+    }
+
+    /// Check R81 and R84 and the tree's own invariants (for tests).
+    ///
+    /// # Errors
+    /// A description of the first broken invariant.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.tree.check_invariants()?;
+        if self.active == 0 && self.seq & 1 == 1 {
+            return Err(format!("seq {} odd with no active invalidation (R81)", self.seq));
+        }
+        if self.seq & 1 == 0 && !self.deferred.is_empty() {
+            return Err("deferred list not empty while seq is even (R81)".into());
+        }
+        for &key in &self.deferred {
+            let (_, sub) = self.tree.get(key).ok_or("deferred key not allocated")?;
+            let ok = match sub.pending {
+                Pending::Insert => !self.tree.is_attached(key),
+                Pending::Remove => self.tree.is_attached(key),
+                Pending::None => false,
+            };
+            if !ok {
+                return Err(format!("deferred key {key:?} in the wrong state"));
+            }
+        }
+        for (_, _, sub) in self.tree.iter() {
+            if sub.seq & 1 == 0 {
+                return Err(format!("subscription seq {} is even (R31)", sub.seq));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

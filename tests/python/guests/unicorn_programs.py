@@ -1,0 +1,173 @@
+"""Guest programs for ``tests/python/test_unicorn*.py``, assembled once.
+
+Every program is stored as bytes with its source in the comment above it. They were
+assembled with keystone-engine 0.9.2 (``Ks(KS_ARCH_X86, KS_MODE_64)`` and
+``Ks(KS_ARCH_ARM64, KS_MODE_LITTLE_ENDIAN)``) at the address shown; branch targets are
+absolute, so each piece must be written at that address. No assembler is needed at test time.
+
+Memory layout shared by both architectures:
+
+    0x10000  patch_main   loop: call body ten times, acc += body's immediate
+    0x10100  body         acc += 1 (body_patched: acc += 100); same length
+    0x10200  smc_main     loop: rewrite body's immediate with the counter, then call body
+    0x10300  copy_main    guest copies fn_a to the JIT page, calls it; copies fn_b, calls it;
+                          acc = 10 * fn_a() + fn_b()
+    0x10400  call_page    acc = (function at PAGE)()
+    0x10500  call_jit     acc = (function at JIT)()
+    0x11000  fn_a / fn_b  return 3 / return 4 (fn_b at 0x11010)
+    0x40000  JIT          one page, code copied there by the guest or the host
+    0x50000  PAGE         one page, unmapped and remapped with page_v1 / page_v2
+
+The accumulator is rbx (x86-64) or x19 (ARM64); every ``*_main`` ends on an exit instruction
+(``hlt`` / ``nop``) whose address is the ``until`` of ``emu_start``.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+Program = Tuple[int, bytes]
+
+CODE = 0x10000
+JIT = 0x40000
+PAGE = 0x50000
+STACK = 0x30000
+
+X86_64: Dict[str, Program] = {
+    # 0x10000: mov rcx, 10
+    #   xor ebx, ebx
+    #   loop: call 0x10100
+    #   dec rcx
+    #   jnz loop
+    #   hlt
+    'patch_main': (0x10000, bytes.fromhex('48c7c10a00000031dbe8f200000048ffc975f6f4')),
+    # 0x10100: add rbx, 1
+    #   ret
+    'body': (0x10100, bytes.fromhex('4883c301c3')),
+    # 0x10100: add rbx, 100
+    #   ret
+    'body_patched': (0x10100, bytes.fromhex('4883c364c3')),
+    # 0x10200: mov rcx, 10
+    #   xor ebx, ebx
+    #   loop: mov byte ptr [0x10103], cl
+    #   call 0x10100
+    #   dec rcx
+    #   jnz loop
+    #   hlt
+    'smc_main': (0x10200, bytes.fromhex('48c7c10a00000031db880df4feffffe8ecfeffff48ffc975f0f4')),
+    # 0x10300: mov rsi, 0x11000
+    #   mov rdi, 0x40000
+    #   mov rcx, 16
+    #   rep movsb
+    #   call 0x40000
+    #   mov rbx, rax
+    #   mov rsi, 0x11010
+    #   mov rdi, 0x40000
+    #   mov rcx, 16
+    #   rep movsb
+    #   call 0x40000
+    #   imul rbx, rbx, 10
+    #   add rbx, rax
+    #   hlt
+    'copy_main': (0x10300, bytes.fromhex('48c7c60010010048c7c70000040048c7c110000000f3a4e8e4fc02004889c348c7c61010010048c7c70000040048c7c110000000f3a4e8c5fc0200486bdb0a4801c3f4')),
+    # 0x11000: mov eax, 3
+    #   ret
+    'fn_a': (0x11000, bytes.fromhex('b803000000c3')),
+    # 0x11010: mov eax, 4
+    #   ret
+    'fn_b': (0x11010, bytes.fromhex('b804000000c3')),
+    # 0x10400: mov eax, 0x50000
+    #   call rax
+    #   mov rbx, rax
+    #   hlt
+    'call_page': (0x10400, bytes.fromhex('b800000500ffd04889c3f4')),
+    # 0x10500: mov eax, 0x40000
+    #   call rax
+    #   mov rbx, rax
+    #   hlt
+    'call_jit': (0x10500, bytes.fromhex('b800000400ffd04889c3f4')),
+    # 0x50000: mov eax, 1
+    #   ret
+    'page_v1': (0x50000, bytes.fromhex('b801000000c3')),
+    # 0x50000: mov eax, 2
+    #   ret
+    'page_v2': (0x50000, bytes.fromhex('b802000000c3')),
+}
+
+ARM64: Dict[str, Program] = {
+    # 0x10000: mov x20, #10
+    #   mov x19, #0
+    #   loop: bl 0x10100
+    #   subs x20, x20, #1
+    #   b.ne loop
+    #   nop
+    'patch_main': (0x10000, bytes.fromhex('540180d2130080d23e000094940600f1c1ffff541f2003d5')),
+    # 0x10100: add x19, x19, #1
+    #   ret
+    'body': (0x10100, bytes.fromhex('73060091c0035fd6')),
+    # 0x10100: add x19, x19, #100
+    #   ret
+    'body_patched': (0x10100, bytes.fromhex('73920191c0035fd6')),
+    # 0x10200: mov x20, #10
+    #   mov x19, #0
+    #   movz x21, #0x0100
+    #   movk x21, #1, lsl #16
+    #   movz w22, #0x0273
+    #   movk w22, #0x9100, lsl #16
+    #   loop: orr w23, w22, w20, lsl #10
+    #   str w23, [x21]
+    #   bl 0x10100
+    #   subs x20, x20, #1
+    #   b.ne loop
+    #   nop
+    'smc_main': (0x10200, bytes.fromhex('540180d2130080d2152080d23500a0f2764e80521620b272d72a142ab70200b9b8ffff97940600f181ffff541f2003d5')),
+    # 0x10300: movz x1, #0x1000
+    #   movk x1, #1, lsl #16
+    #   movz x2, #4, lsl #16
+    #   mov x3, #16
+    #   c1: ldrb w4, [x1], #1
+    #   strb w4, [x2], #1
+    #   subs x3, x3, #1
+    #   b.ne c1
+    #   movz x5, #4, lsl #16
+    #   blr x5
+    #   mov x19, x0
+    #   movz x1, #0x1010
+    #   movk x1, #1, lsl #16
+    #   movz x2, #4, lsl #16
+    #   mov x3, #16
+    #   c2: ldrb w4, [x1], #1
+    #   strb w4, [x2], #1
+    #   subs x3, x3, #1
+    #   b.ne c2
+    #   blr x5
+    #   mov x6, #10
+    #   mul x19, x19, x6
+    #   add x19, x19, x0
+    #   nop
+    'copy_main': (0x10300, bytes.fromhex('010082d22100a0f28200a0d2030280d22414403844140038630400f1a1ffff548500a0d2a0003fd6f30300aa010282d22100a0f28200a0d2030280d22414403844140038630400f1a1ffff54a0003fd6460180d2737e069b7302008b1f2003d5')),
+    # 0x11000: mov x0, #3
+    #   ret
+    'fn_a': (0x11000, bytes.fromhex('600080d2c0035fd6')),
+    # 0x11010: mov x0, #4
+    #   ret
+    'fn_b': (0x11010, bytes.fromhex('800080d2c0035fd6')),
+    # 0x10400: movz x5, #5, lsl #16
+    #   blr x5
+    #   mov x19, x0
+    #   nop
+    'call_page': (0x10400, bytes.fromhex('a500a0d2a0003fd6f30300aa1f2003d5')),
+    # 0x10500: movz x5, #4, lsl #16
+    #   blr x5
+    #   mov x19, x0
+    #   nop
+    'call_jit': (0x10500, bytes.fromhex('8500a0d2a0003fd6f30300aa1f2003d5')),
+    # 0x50000: mov x0, #1
+    #   ret
+    'page_v1': (0x50000, bytes.fromhex('200080d2c0035fd6')),
+    # 0x50000: mov x0, #2
+    #   ret
+    'page_v2': (0x50000, bytes.fromhex('400080d2c0035fd6')),
+}
+
+PROGRAMS: Dict[str, Dict[str, Program]] = {"x86_64": X86_64, "arm64": ARM64}
