@@ -552,82 +552,21 @@ impl<V> IntervalTree<V> {
     /// # Errors
     /// A description of the first violation found.
     pub fn check_invariants(&self) -> Result<(), String> {
-        let mut seen = vec![false; self.slots.len()];
-        // Pre-order walk: reachability, no node twice, only attached nodes.
-        let mut preorder = Vec::with_capacity(self.len);
-        let mut todo = vec![self.root];
-        while let Some(i) = todo.pop() {
-            if i == NIL {
-                continue;
-            }
-            let node = match self.slots.get(i as usize) {
-                Some(Slot::Occupied(node)) => node,
-                Some(Slot::Vacant { .. }) => return Err(format!("link to vacant slot {i}")),
-                None => return Err(format!("link to slot {i} beyond the arena")),
-            };
-            if mem::replace(&mut seen[i as usize], true) {
-                return Err(format!("slot {i} reached twice"));
-            }
-            if node.link != Link::Attached {
-                return Err(format!("detached slot {i} reachable from the root"));
-            }
-            preorder.push(i);
-            todo.push(node.right);
-            todo.push(node.left);
+        // One mark per slot: 1 reached from the root, 2 on the free list.
+        let mut marks = vec![0u8; self.slots.len()];
+        let (_, _, reached) = self.check_subtree(self.root, 1, None, None, &mut marks)?;
+        if reached != self.len {
+            return Err(format!("len is {} but {reached} nodes are reachable", self.len));
         }
-        if preorder.len() != self.len {
-            return Err(format!("len is {} but {} nodes are reachable", self.len, preorder.len()));
-        }
-        // Children before parents: heights, augmentation, balance.
-        for &i in preorder.iter().rev() {
-            let n = self.node(i);
-            let (hl, hr) = (self.height(n.left), self.height(n.right));
-            if hl.abs_diff(hr) > 1 {
-                return Err(format!("slot {i} out of balance: heights {hl} and {hr}"));
-            }
-            if n.height != 1 + max(hl, hr) {
-                return Err(format!("slot {i} has height {} but children {hl} and {hr}", n.height));
-            }
-            let want = max(n.iv.last(), max(self.max_of(n.left), self.max_of(n.right)));
-            if n.max != want {
-                return Err(format!("slot {i} has max {:#x} but its subtree ends at {want:#x}", n.max));
-            }
-        }
-        // In order: strictly ascending keys, and the leftmost cache.
-        let mut previous: Option<(u64, u32)> = None;
-        let mut first = NIL;
-        for (h, iv, _) in self {
-            let key = (iv.start(), h.slot());
-            if previous.is_some_and(|p| p >= key) {
-                return Err(format!("keys out of order: {previous:?} before {key:?}"));
-            }
-            if first == NIL {
-                first = h.slot();
-            }
-            previous = Some(key);
-        }
+        let first = self.leftmost_of(self.root);
         if self.leftmost != first {
             return Err(format!("leftmost cache is {} but the first node is {first}", self.leftmost));
         }
-        // Detached nodes are reset, and every attached node was reached.
-        for (i, slot) in self.slots.iter().enumerate() {
-            if let Slot::Occupied(n) = slot {
-                match n.link {
-                    Link::Attached if !seen[i] => return Err(format!("attached slot {i} unreachable")),
-                    Link::Detached if (n.left, n.right, n.height, n.max) != (NIL, NIL, 1, n.iv.last()) => {
-                        return Err(format!("detached slot {i} keeps tree links"));
-                    }
-                    _ => {}
-                }
-            }
-        }
-        // Free list: vacant slots, no cycle, and every vacant slot on it unless retired.
-        let mut free = vec![false; self.slots.len()];
         let mut i = self.free_head;
         while i != NIL {
             match self.slots.get(i as usize) {
                 Some(Slot::Vacant { next_free, .. }) => {
-                    if mem::replace(&mut free[i as usize], true) {
+                    if mem::replace(&mut marks[i as usize], 2) == 2 {
                         return Err(format!("free list cycles at slot {i}"));
                     }
                     i = *next_free;
@@ -636,14 +575,69 @@ impl<V> IntervalTree<V> {
                 None => return Err(format!("free list reaches slot {i} beyond the arena")),
             }
         }
-        for (i, slot) in self.slots.iter().enumerate() {
-            if let Slot::Vacant { generation, .. } = slot {
-                if !free[i] && *generation != u32::MAX {
+        for (i, (slot, mark)) in self.slots.iter().zip(marks).enumerate() {
+            match slot {
+                Slot::Occupied(n) if n.link == Link::Attached && mark != 1 => {
+                    return Err(format!("attached slot {i} unreachable"));
+                }
+                Slot::Occupied(n)
+                    if n.link == Link::Detached && (n.left, n.right, n.height, n.max) != (NIL, NIL, 1, n.iv.last()) =>
+                {
+                    return Err(format!("detached slot {i} keeps tree links"));
+                }
+                Slot::Vacant { generation, .. } if mark != 2 && *generation != u32::MAX => {
                     return Err(format!("vacant slot {i} neither free nor retired"));
                 }
+                _ => {}
             }
         }
         Ok(())
+    }
+
+    /// Check the subtree at `i`, `depth` deep, whose keys must lie strictly between `low` and
+    /// `high`; returns its height, max and node count.
+    fn check_subtree(
+        &self,
+        i: u32,
+        depth: usize,
+        low: Option<(u64, u32)>,
+        high: Option<(u64, u32)>,
+        marks: &mut [u8],
+    ) -> Result<(u8, u64, usize), String> {
+        if i == NIL {
+            return Ok((0, 0, 0));
+        }
+        if depth > MAX_DEPTH {
+            return Err(format!("slot {i} lies deeper than an AVL tree can reach"));
+        }
+        let n = match self.slots.get(i as usize) {
+            Some(Slot::Occupied(n)) => n,
+            Some(Slot::Vacant { .. }) => return Err(format!("link to vacant slot {i}")),
+            None => return Err(format!("link to slot {i} beyond the arena")),
+        };
+        if mem::replace(&mut marks[i as usize], 1) == 1 {
+            return Err(format!("slot {i} reached twice"));
+        }
+        if n.link != Link::Attached {
+            return Err(format!("detached slot {i} reachable from the root"));
+        }
+        let key = (n.iv.start(), i);
+        if low.is_some_and(|low| key <= low) || high.is_some_and(|high| key >= high) {
+            return Err(format!("slot {i} with key {key:?} out of order between {low:?} and {high:?}"));
+        }
+        let (hl, ml, cl) = self.check_subtree(n.left, depth + 1, low, Some(key), marks)?;
+        let (hr, mr, cr) = self.check_subtree(n.right, depth + 1, Some(key), high, marks)?;
+        if hl.abs_diff(hr) > 1 {
+            return Err(format!("slot {i} out of balance: heights {hl} and {hr}"));
+        }
+        if n.height != 1 + max(hl, hr) {
+            return Err(format!("slot {i} has height {} but children {hl} and {hr}", n.height));
+        }
+        let want = max(n.iv.last(), max(ml, mr));
+        if n.max != want {
+            return Err(format!("slot {i} has max {:#x} but its subtree ends at {want:#x}", n.max));
+        }
+        Ok((n.height, n.max, cl + cr + 1))
     }
 
     // ---- private: slots and handles ----

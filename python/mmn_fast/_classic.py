@@ -16,6 +16,8 @@ Per entry, under ``ClassicList._lock``:
 - ``listed``   on the list; a walk calls an entry only while it is listed, so a notifier
                unregistered during a walk is not called later in that walk (R64).
 - ``pending``  starts given and not yet ended (D5): an end reaches an entry only while positive.
+               A start is counted when its ``invalidate_range_start`` has returned (or at once
+               if undefined), so no end reaches a notifier before the start it pairs with.
 - ``running``  ``{thread id: depth}`` of this entry's callbacks now running; ``unregister`` waits
                for the other threads' ones (R64, D10) and the free after the last ``put`` waits
                for all of them, the caller's included (R68).
@@ -114,7 +116,7 @@ class _Entry:
     """One registration of a notifier on one ClassicList (see the module docstring)."""
 
     __slots__ = ("notifier", "owner", "key", "listed", "pending", "running", "users",
-                 "leaving", "free_pending")
+                 "leaving", "released", "free_pending")
 
     def __init__(self, notifier: Notifier, owner: ClassicList, key: type) -> None:
         self.notifier = notifier
@@ -125,6 +127,7 @@ class _Entry:
         self.running: dict[int, int] = {}
         self.users = 1  # R62: registration sets users to 1
         self.leaving = False  # unregister() or the last put() has begun
+        self.released = False  # its release(mm) was called: never twice (Q9)
         self.free_pending = False  # the last put() was made; free when nothing runs
 
 
@@ -174,10 +177,10 @@ def _set_users(notifier: Notifier, users: int) -> None:
 
 def _u64(value: Any) -> int:
     """An integer argument (API.md input conventions): ``__index__``, then the u64 range."""
-    value = operator.index(value)  # TypeError for float, str, bytes, None
-    if not 0 <= value <= _U64_MAX:
-        raise OverflowError(f"{value} is not an unsigned 64-bit integer")
-    return value
+    number: int = operator.index(value)  # TypeError for float, str, bytes, None
+    if not 0 <= number <= _U64_MAX:
+        raise OverflowError(f"{number} is not an unsigned 64-bit integer")
+    return number
 
 
 def _u64_range(start: Any, end: Any) -> tuple[int, int]:
@@ -211,7 +214,7 @@ def _warn(errors: list[BaseException], message: str) -> None:
         errors.append(exc)
 
 
-def _defined(entry: _Entry, name: str, errors: list[BaseException]) -> Optional[Callable]:
+def _defined(entry: _Entry, name: str, errors: list[BaseException]) -> Optional[Callable[..., Any]]:
     """The callback ``name`` if the notifier defines it (a callable attribute), else None."""
     try:
         callback = getattr(entry.notifier, name, None)
@@ -224,7 +227,7 @@ def _defined(entry: _Entry, name: str, errors: list[BaseException]) -> Optional[
 _NO_RESULT = object()
 
 
-def _call(entry: _Entry, name: str, args: tuple, errors: list[BaseException]) -> Any:
+def _call(entry: _Entry, name: str, args: tuple[Any, ...], errors: list[BaseException]) -> Any:
     """Call one callback, guarded: its result, or ``_NO_RESULT`` if undefined or it raised."""
     callback = _defined(entry, name, errors)
     if callback is None:
@@ -252,24 +255,32 @@ class ClassicList:
 
     # -- bookkeeping shared by every walk -------------------------------------------------
 
-    def _begin(self, entry: _Entry, pending: int = 0) -> bool:
+    def _begin(self, entry: _Entry, end: bool = False) -> bool:
         """Start calling ``entry`` from this thread, if it is still listed.
 
-        ``pending=+1`` counts a start given (D5); ``pending=-1`` consumes one and refuses if
-        there is none (an end only reaches a notifier with a start pending, D5).
+        With ``end``, also consume one pending start, and refuse if there is none (an end only
+        reaches a notifier with a start pending, D5).
         """
         with self._lock:
-            if not entry.listed or entry.pending + pending < 0:
+            if not entry.listed or (end and entry.pending == 0):
                 return False
-            entry.pending += pending
+            if end:
+                entry.pending -= 1
             me = threading.get_ident()
             entry.running[me] = entry.running.get(me, 0) + 1
             return True
 
-    def _finish(self, entry: _Entry) -> None:
-        """Pairs with ``_begin``; runs a free that waited for this callback (R68, T63)."""
+    def _finish(self, entry: _Entry, start: bool = False) -> bool:
+        """Pairs with ``_begin``; runs a free that waited for this callback (R68, T63).
+
+        With ``start``, count the start as given (D5) if the entry is still listed, and
+        return whether it was.
+        """
         me = threading.get_ident()
         with self._lock:
+            given = start and entry.listed
+            if given:
+                entry.pending += 1
             depth = entry.running.pop(me) - 1
             if depth:
                 entry.running[me] = depth
@@ -280,15 +291,17 @@ class ClassicList:
                 entry.free_pending = False
         if free_now:
             _run_free(entry)
+        return given
 
-    def _walk(self, name: str, args: tuple, *, young: bool = False,
+    def _walk(self, name: str, args: tuple[Any, ...], *, young: bool = False,
               stop_at_young: bool = False) -> tuple[bool, list[BaseException]]:
         """Call ``name`` on every listed notifier defining it, newest first (R43, R53-R57).
 
         With ``young``, also return whether any result was true (D7); ``stop_at_young`` ends
         the walk at the first true result (R56).
         """
-        any_young, errors = False, []
+        any_young = False
+        errors: list[BaseException] = []
         for entry in self._entries:
             if not self._begin(entry):
                 continue
@@ -304,6 +317,22 @@ class ClassicList:
             if any_young and stop_at_young:
                 break
         return any_young, errors
+
+    def _release_once(self, entry: _Entry, mm: Any, errors: list[BaseException]) -> None:
+        """Call ``release(mm)`` if ``entry`` is listed and was not released yet (R60, R64).
+
+        Once only (Q9), even when a notifier unregisters itself from its own release during
+        ``mm.release()``.
+        """
+        with self._lock:
+            if entry.released:
+                return
+            entry.released = True
+        if self._begin(entry):
+            try:
+                _call(entry, "release", (mm,), errors)
+            finally:
+                self._finish(entry)
 
     def _wait_others(self, entries: Iterable[_Entry]) -> None:
         """Wait, GIL released, until no other thread runs a callback of ``entries`` (R64)."""
@@ -379,13 +408,8 @@ class ClassicList:
             if entry is None or entry.owner is not self or entry.leaving:
                 raise ValueError(f"this {type(notifier).__name__} is not registered here")
             entry.leaving = True  # a second unregister raises at once (D6)
-            listed = entry.listed
         errors: list[BaseException] = []
-        if listed and self._begin(entry):  # R61: not again after mm.release() unhashed it
-            try:
-                _call(entry, "release", (mm,), errors)
-            finally:
-                self._finish(entry)
+        self._release_once(entry, mm, errors)  # R61: not after mm.release() unhashed it
         with self._lock:
             self._unlist(entry, mm)
         _unclaim(entry)
@@ -487,11 +511,12 @@ class ClassicList:
         for ``abort``.
         """
         given: list[_Entry] = []
-        refused, errors = False, []
+        refused = False
+        errors: list[BaseException] = []
         for entry in self._entries:
-            if not self._begin(entry, pending=+1):
+            if not self._begin(entry):
                 continue
-            given.append(entry)
+            counted = False
             try:
                 callback = _defined(entry, "invalidate_range_start", errors)
                 if callback is not None:
@@ -500,7 +525,9 @@ class ClassicList:
                     except BaseException as exc:  # noqa: BLE001 - sorted out below
                         refused = self._start_failed(entry, rng, exc, errors) or refused
             finally:
-                self._finish(entry)
+                counted = self._finish(entry, start=True)
+            if counted:
+                given.append(entry)
         return given, refused, errors
 
     def _start_failed(self, entry: _Entry, rng: Any, exc: BaseException,
@@ -522,15 +549,13 @@ class ClassicList:
     def abort(self, token: list[_Entry], rng: Any) -> list[BaseException]:
         """The failure path of a start (R46, D1): ``invalidate_range_end`` only.
 
-        Called after the core ended the interval side. Undoes the pending counts of every
-        notifier the start reached, then ends those still listed, in list order.
+        Called after the core ended the interval side. Like ``end`` restricted to the
+        notifiers the start was given, in list order: each consumes its pending start (unless
+        a concurrent end already did, then that end was its pair) and gets its end.
         """
         errors: list[BaseException] = []
-        with self._lock:
-            for entry in token:
-                entry.pending = max(entry.pending - 1, 0)
         for entry in token:
-            if self._begin(entry):
+            if self._begin(entry, end=True):
                 try:
                     _call(entry, "invalidate_range_end", (rng,), errors)
                 finally:
@@ -546,7 +571,7 @@ class ClassicList:
         mm = self._mm()
         errors: list[BaseException] = []
         for entry in self._entries:
-            if not self._begin(entry, pending=-1):
+            if not self._begin(entry, end=True):
                 continue
             try:
                 if not only_end:
@@ -563,12 +588,14 @@ class ClassicList:
         registered for its owner: a later ``unregister`` calls no second release), then wait
         for their callbacks running on other threads.
         """
-        errors = self._walk("release", (self._mm(),))[1]
+        mm = self._mm()
+        errors: list[BaseException] = []
+        for entry in self._entries:
+            self._release_once(entry, mm, errors)
         with self._lock:
             gone, self._entries = self._entries, ()
             for entry in gone:
                 entry.listed = False
-            mm = self._mm()
             if gone and mm is not None:
                 mm._set_classic(False)
         try:

@@ -45,10 +45,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
 try:
-    import capstone
+    import capstone  # type: ignore[import-untyped]
     import unicorn
 except ImportError as _exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
@@ -57,6 +57,11 @@ except ImportError as _exc:  # pragma: no cover - exercised only without the ext
     ) from _exc
 
 from mmn_fast import MM, Event, IntervalNotifier
+
+if TYPE_CHECKING:  # unicorn's package picks its py2/py3 binding at run time
+    from unicorn.unicorn_py3 import Uc
+else:
+    from unicorn import Uc
 
 __all__ = ["BlockInfo", "CoherentUc", "Insn", "Stats"]
 
@@ -115,7 +120,7 @@ class _InsnTag:
         return f"_InsnTag({self.start:#x})"
 
 
-def _capstone_for(uc: unicorn.Uc) -> Optional[capstone.Cs]:
+def _capstone_for(uc: Uc) -> Optional[capstone.Cs]:
     """A Capstone disassembler matching ``uc``'s architecture and mode, or None."""
     arch = uc.ctl_get_arch()
     mode = uc.ctl_get_mode()
@@ -168,7 +173,8 @@ class CoherentUc:
     hook while the emulator runs.
 
     ``code_begin``/``code_end`` (inclusive, Unicorn's hook convention; the default
-    ``1, 0`` means every address) bound where blocks are learnt and guest stores watched.
+    ``1, 0`` means every address) bound where blocks are learnt: code outside them is not
+    tracked, so restrict them only to exclude code you never mutate.
     ``disassembler`` overrides the Capstone instance made from the Uc's architecture.
 
     Attaching flushes Unicorn's translation cache once, so that every TB Unicorn holds
@@ -186,7 +192,7 @@ class CoherentUc:
 
     def __init__(
         self,
-        uc: unicorn.Uc,
+        uc: Uc,
         *,
         track_guest_writes: bool = True,
         code_begin: int = 1,
@@ -210,7 +216,7 @@ class CoherentUc:
     # ----------------------------------------------------------------- introspection
 
     @property
-    def uc(self) -> unicorn.Uc:
+    def uc(self) -> Uc:
         """The wrapped emulator (run it, read registers; mutate through the layer)."""
         return self._uc
 
@@ -260,14 +266,14 @@ class CoherentUc:
                     unicorn.UC_HOOK_MEM_WRITE, self._on_guest_write, None, lo, lo + (1 << _WINDOW_BITS) - 1
                 )
 
-    def _on_block(self, uc: unicorn.Uc, address: int, size: int, user_data: object) -> None:
+    def _on_block(self, uc: Uc, address: int, size: int, user_data: object) -> None:
         """Unicorn block hook: a block about to run; new to the layer means just translated."""
         sub = self._blocks.get(address)
         if sub is None or sub.length != size:
             self._learn(address, size)
 
     def _on_guest_write(
-        self, uc: unicorn.Uc, access: int, address: int, size: int, value: int, user_data: object
+        self, uc: Uc, access: int, address: int, size: int, value: int, user_data: object
     ) -> None:
         """Unicorn write hook: a guest store; QEMU drops the TBs, the layer its own view."""
         self._invalidate(address, address + size, Event.CLEAR, None, remove_tb=False)

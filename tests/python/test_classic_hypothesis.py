@@ -179,6 +179,6 @@ class ClassicMachine(RuleBasedStateMachine):
         synchronize()
 
 
-ClassicMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=30,
+ClassicMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=25,
                                             deadline=None)
 TestClassicModel = ClassicMachine.TestCase

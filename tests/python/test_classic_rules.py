@@ -827,3 +827,70 @@ def test_synchronize_inside_free_notifier_is_runtime_error(mm):
 
 def test_public_names():
     assert mmn_fast.Notifier is Notifier and mmn_fast.synchronize is synchronize
+
+
+def test_q9_release_is_never_called_twice(mm):
+    """Q9, R60, R64: a notifier that unregisters itself from its release (during
+    mm.release()) is released once, and its unregister returns."""
+    log = []
+
+    class SelfUnregister(Notifier):
+        def release(self, mm):
+            log.append("release")
+            mm.unregister(self)
+            log.append("unregistered")
+
+    mm.register(SelfUnregister())
+    mm.release()
+    assert log == ["release", "unregistered"]
+
+
+def test_r52_classic_start_runs_inside_the_epoch_and_end_after_it_closed(mm):
+    """R52, T42: interval invalidate() before the classic start (seq odd, active 1 during
+    it); the classic end runs once the interval end closed the epoch (seq even, active 0)."""
+    log = []
+
+    class Ops:
+        def invalidate(self, sub, rng, cur_seq):
+            log.append(("interval", cur_seq))
+            sub.set_seq(cur_seq)
+            return True
+
+    class Watch(Notifier):
+        def invalidate_range_start(self, rng):
+            log.append(("start", mm.invalidate_seq, mm.active_invalidate_ranges))
+
+        def invalidate_range_end(self, rng):
+            log.append(("end", mm.invalidate_seq, mm.active_invalidate_ranges))
+
+    mm.insert_interval_notifier(0x1000, 0x1000, Ops())
+    mm.register(Watch())
+    with mm.invalidate(0, 0x4000):
+        pass
+    assert log == [("interval", 3), ("start", 3, 1), ("end", 4, 0)]
+
+
+def test_d1_classic_refusal_ends_the_interval_side_first(mm):
+    """D1, T40, Q1: the refused start leaves seq even and nothing active, and the pairing
+    ends run after the interval end."""
+    log = []
+
+    class Ops:
+        def invalidate(self, sub, rng, cur_seq):
+            sub.set_seq(cur_seq)
+            return True
+
+    class Peer(Notifier):
+        def invalidate_range_start(self, rng):
+            pass
+
+        def invalidate_range_end(self, rng):
+            log.append((mm.invalidate_seq, mm.active_invalidate_ranges))
+
+    sub = mm.insert_interval_notifier(0, 0x1000, Ops())
+    mm.register(Peer())
+    mm.register(notifier([], "Refuser", [START], refuse=True))
+    assert mm.invalidate_range_start_nonblock(Range(0, 0x1000)) is False
+    assert log == [(4, 0)]
+    assert (mm.invalidate_seq, mm.active_invalidate_ranges) == (4, 0)
+    sub.remove()

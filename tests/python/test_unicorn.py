@@ -102,9 +102,7 @@ def test_mid_run_patch_retranslates_only_the_patched_block(arch: str) -> None:
     stats = m.layer.stats
     assert stats.dropped == Counter({BODY: 1})
     assert stats.translations[BODY] == 2
-    assert {a: n for a, n in stats.translations.items() if a != BODY} == dict.fromkeys(
-        (a for a in stats.translations if a != BODY), 1
-    )
+    assert all(n == 1 for a, n in stats.translations.items() if a != BODY)
 
 
 @pytest.mark.parametrize("arch", ARCHS)

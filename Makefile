@@ -1,0 +1,45 @@
+# Two entry points for a fresh machine (Rust and CPython present, nothing else):
+#   make demo   build, install into .venv, run the device-mirror demo
+#   make test   build, install, run every test (Rust and Python) and the short stress/bench checks
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+SHARED_CONFORMANCE := ../shared/conformance
+SOURCES := Cargo.toml Cargo.lock pyproject.toml $(shell find rust python -type f -not -name '*.so' -not -path '*/__pycache__/*')
+
+.PHONY: demo test test-rust test-python bench bench-quick stress clean
+
+$(VENV)/.installed: requirements-dev.txt $(SOURCES)
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -r requirements-dev.txt
+	VIRTUAL_ENV=$(abspath $(VENV)) $(VPY) -m maturin develop --release --locked -q
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VPY) -m mmn_fast demo
+
+test: test-rust test-python
+
+test-rust:
+	cargo test --locked --quiet
+
+test-python: $(VENV)/.installed
+	$(VPY) -m pytest tests/python benches -q -p no:cacheprovider --benchmark-disable
+	@if [ -d $(SHARED_CONFORMANCE) ]; then \
+		cd $(SHARED_CONFORMANCE) && $(abspath $(VPY)) -m pytest -q -p no:cacheprovider --timeout=60 . ; \
+	else echo "($(SHARED_CONFORMANCE) not present: outside conformance suite skipped)"; fi
+
+# The full peer comparison (a few minutes) and its quick form.
+bench: $(VENV)/.installed
+	$(VPY) benches/compare.py
+
+bench-quick: $(VENV)/.installed
+	$(VPY) benches/compare.py --quick
+
+# The long threaded stress run (10 minutes).
+stress: $(VENV)/.installed
+	MMN_STRESS_SECONDS=600 $(VPY) -m pytest tests/python/test_stress.py -q -m stress
+
+clean:
+	rm -rf $(VENV) target

@@ -1,0 +1,125 @@
+"""Shared helpers of the interval-mode suites (test_interval_rules, test_model, test_threads,
+test_tree, test_bad_input, test_errors_interval, test_gc).
+
+Every wait here is bounded: a thread that should finish is joined for at most ``JOIN`` seconds,
+and "blocked" means still running after ``BLOCKED`` seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pytest
+
+from mmn_fast import MM
+
+U64_MAX = 2**64 - 1
+JOIN = 5.0
+BLOCKED = 0.15
+
+
+@dataclass
+class Hit:
+    """One interval callback as seen from inside it."""
+
+    sub: Any
+    range: Any
+    cur_seq: int
+    mm_seq: int  # mm.invalidate_seq read inside the callback
+    active: int  # mm.active_invalidate_ranges read inside the callback
+
+
+@dataclass
+class Ops:
+    """Interval ops that log every call and ``set_seq(cur_seq)`` under a user lock.
+
+    ``result`` is returned (any object; its truth value counts); ``refuse_nonblock`` returns
+    False on non-blockable ranges; ``hook(sub, range, cur_seq)`` runs after set_seq and may
+    raise.
+    """
+
+    log: list = field(default_factory=list)
+    result: Any = True
+    refuse_nonblock: bool = False
+    set_seq: bool = True
+    hook: Callable | None = None
+    lock: Any = field(default_factory=threading.Lock)
+
+    def invalidate(self, sub, rng, cur_seq):
+        mm = sub.mm
+        self.log.append(Hit(sub, rng, cur_seq, mm.invalidate_seq, mm.active_invalidate_ranges))
+        if self.refuse_nonblock and not rng.blockable:
+            return False
+        if self.set_seq:
+            with self.lock:
+                sub.set_seq(cur_seq)
+        if self.hook is not None:
+            self.hook(sub, rng, cur_seq)
+        return self.result
+
+
+def subs_called(log):
+    """The subscriptions of a log of Hits, in call order."""
+    return [h.sub for h in log]
+
+
+def snapshot(mm):
+    """Everything observable about an MM's interval side, for "nothing changed" checks."""
+    subs = list(mm.intervals())
+    return (mm.invalidate_seq, mm.active_invalidate_ranges, len(mm), mm.has_notifiers,
+            tuple(map(id, subs)), tuple(s.invalidate_seq for s in subs))
+
+
+class Bg:
+    """A daemon thread running ``fn(*args)``; ``join()`` returns its result or re-raises."""
+
+    def __init__(self, fn, *args, **kwargs):
+        self.result = None
+        self.error = None
+        self.done = threading.Event()
+        self.started = threading.Event()
+
+        def body():
+            self.started.set()
+            try:
+                self.result = fn(*args, **kwargs)
+            except BaseException as exc:  # handed to the test by join()
+                self.error = exc
+            finally:
+                self.done.set()
+
+        self.thread = threading.Thread(target=body, daemon=True)
+        self.thread.start()
+        assert self.started.wait(JOIN)
+
+    def blocked(self, seconds=BLOCKED):
+        """True if the thread is still running after ``seconds``."""
+        return not self.done.wait(seconds)
+
+    def join(self, timeout=JOIN):
+        assert self.done.wait(timeout), "background thread did not finish in time"
+        self.thread.join(timeout)
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def wait_until(pred, timeout=JOIN, step=0.001):
+    """Poll ``pred`` until it is true; False if ``timeout`` ran out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(step)
+    return bool(pred())
+
+
+@pytest.fixture
+def mm():
+    """A fresh address space, checked for consistency when the test ends."""
+    space = MM()
+    yield space
+    space._check_invariants()
