@@ -1,4 +1,4 @@
-//! Errors of the core. No PyO3 here: `bindings::errors` turns each into a Python exception
+//! Errors of the core. No `PyO3` here: `bindings::errors` turns each into a Python exception
 //! in exactly one place.
 
 use std::fmt;

@@ -1,4 +1,4 @@
-//! mmn_fast: the Linux kernel's MMU-notifier scheme (v5.12, with the 5.18 removal fix) for user space.
+//! `mmn_fast`: the Linux kernel's MMU-notifier scheme (v5.12, with the 5.18 removal fix) for user space.
 //!
 //! The core is plain Rust with no Python in it:
 //! - [`interval`]: the one checked `[start, last]` convention;
@@ -8,7 +8,7 @@
 //! - [`notifier`]: that state wrapped in a mutex and a condition variable (the waits);
 //! - [`error`]: what the core refuses.
 //!
-//! The PyO3 binding lives in `bindings` behind the `python` feature.
+//! The `PyO3` binding lives in `bindings` behind the `python` feature.
 
 pub mod error;
 pub mod interval;

@@ -396,7 +396,7 @@ impl<P> Protocol<P> {
 
     /// Visit every payload the state holds: in the tree, pending, and kept for the journal.
     pub fn for_each_payload(&self, mut f: impl FnMut(&P)) {
-        for (_, _, sub) in self.tree.iter() {
+        for (_, _, sub) in &self.tree {
             f(&sub.payload);
         }
         for &key in &self.deferred {
@@ -458,7 +458,7 @@ impl<P> Protocol<P> {
                 return Err(format!("deferred key {key:?} in the wrong state"));
             }
         }
-        for (_, _, sub) in self.tree.iter() {
+        for (_, _, sub) in &self.tree {
             if sub.seq & 1 == 0 {
                 return Err(format!("subscription seq {} is even (R31)", sub.seq));
             }

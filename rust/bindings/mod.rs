@@ -1,4 +1,4 @@
-//! The PyO3 binding: the only code in the crate that knows about Python.
+//! The `PyO3` binding: the only code in the crate that knows about Python.
 //!
 //! Layers point one way: the core (`tree`, `protocol`, `notifier`) knows nothing of this folder;
 //! the Python package `mmn_fast` subclasses what is defined here and adds classic mode.

@@ -1,5 +1,7 @@
 //! `Range`: the kernel's `mmu_notifier_range`, immutable (SPEC 1.4, R70-R72, D13).
 
+use std::fmt::Write as _;
+
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
@@ -133,17 +135,17 @@ impl Range {
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let event = event_member(py, self.event)?;
         let mut repr = format!(
-            "Range({:#x}, {:#x}, {}, blockable={}",
+            "Range({:#x}, {:#x}, Event.{}, blockable={}",
             self.start(),
             self.end(),
-            event.str()?,
+            event.getattr("name")?.str()?,
             if self.blockable { "True" } else { "False" }
         );
         if !self.vma.is_none(py) {
-            repr += &format!(", vma={}", self.vma.bind(py).repr()?);
+            write!(repr, ", vma={}", self.vma.bind(py).repr()?).ok();
         }
         if !self.owner.is_none(py) {
-            repr += &format!(", owner={}", self.owner.bind(py).repr()?);
+            write!(repr, ", owner={}", self.owner.bind(py).repr()?).ok();
         }
         Ok(repr + ")")
     }
