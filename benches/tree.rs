@@ -121,7 +121,7 @@ impl Fixture {
             })
             .collect();
         let coi = COITree::new(&coi_items);
-        let mut iset = IntervalMap::with_capacity(n);
+        let mut iset: IntervalMap<u64, u32> = IntervalMap::with_capacity(n);
         for (&i, k) in items.iter().zip(0u32..) {
             iset.force_insert(to_range(i), k);
         }
@@ -204,7 +204,7 @@ fn bench_updates(c: &mut Criterion) {
         });
         insert.bench_with_input(BenchmarkId::new("iset", n), &f.items, |b, items| {
             b.iter_with_large_drop(|| {
-                let mut t = IntervalMap::with_capacity(items.len());
+                let mut t: IntervalMap<u64, u32> = IntervalMap::with_capacity(items.len());
                 for (&i, k) in items.iter().zip(0u32..) {
                     t.force_insert(to_range(i), k);
                 }
@@ -475,7 +475,7 @@ mod kernel_port {
             });
         });
         group.bench_function(BenchmarkId::new("insert_remove_batch", "iset"), |b| {
-            let mut map = IntervalMap::with_capacity(NNODES);
+            let mut map: IntervalMap<u64, u32> = IntervalMap::with_capacity(NNODES);
             b.iter(|| {
                 for (&i, k) in nodes.iter().zip(0u32..) {
                     map.force_insert(i.start()..i.last() + 1, k);

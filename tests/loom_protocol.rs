@@ -29,6 +29,19 @@ use loom::thread;
 use mmn_fast::protocol::{Ended, Protocol, Removal, SubKey};
 use mmn_fast::Interval;
 
+/// `loom::model(f)`, printing how many interleavings it explored (loom itself says so only
+/// with `LOOM_LOG`).
+fn model(name: &str, f: impl Fn() + Sync + Send + 'static) {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let before = RUNS.load(std::sync::atomic::Ordering::Relaxed);
+    loom::model(move || {
+        RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        f();
+    });
+    let runs = RUNS.load(std::sync::atomic::Ordering::Relaxed) - before;
+    eprintln!("loom {name}: {runs} interleavings explored");
+}
+
 /// The protocol plus test bookkeeping, under one lock (the mm lock).
 struct State {
     proto: Protocol<&'static str>,
@@ -202,7 +215,7 @@ fn assert_mirror_fresh(drv: &Driver) {
 /// be deferred and must wait for the closing end; the reader may have to wait too.
 #[test]
 fn invalidator_reader_remover() {
-    loom::model(|| {
+    model("invalidator_reader_remover", || {
         let mm = Arc::new(Mm::new());
         let drv = Arc::new(Driver::new());
         let a = mm.insert(0x1000, 0x1000, "A");
@@ -233,7 +246,7 @@ fn invalidator_reader_remover() {
 /// only on the last end, and a reader that waits is woken by that end, never lost.
 #[test]
 fn two_invalidators_and_reader() {
-    loom::model(|| {
+    model("two_invalidators_and_reader", || {
         let mm = Arc::new(Mm::new());
         let drv = Arc::new(Driver::new());
         let a = mm.insert(0x1000, 0x1000, "A");
@@ -269,7 +282,7 @@ fn two_invalidators_and_reader() {
 /// insert runs, and returns with it in the tree; its remove (deferred or not) then waits.
 #[test]
 fn inserter_remover_and_invalidator() {
-    loom::model(|| {
+    model("inserter_remover_and_invalidator", || {
         let mm = Arc::new(Mm::new());
         let drv = Arc::new(Driver::new());
         let a = mm.insert(0x1000, 0x1000, "A");
@@ -322,7 +335,7 @@ fn inserter_remover_and_invalidator() {
 /// waits for the last end.
 #[test]
 fn deferred_insert_dropped_and_remove_waits_for_last_end() {
-    loom::model(|| {
+    model("deferred_insert_dropped_and_remove_waits_for_last_end", || {
         let mm = Arc::new(Mm::new());
         let a = mm.insert(0x1000, 0x1000, "A");
         let a_removed = Arc::new(AtomicBool::new(false));
@@ -348,5 +361,29 @@ fn deferred_insert_dropped_and_remove_waits_for_last_end() {
         }
         mm.check_quiescent();
         assert!(mm.lock().proto.is_empty());
+    });
+}
+
+/// The checker itself: a mutant whose end wakes the waiters *before* closing the epoch loses
+/// the wake-up of a reader that checked the condition in between; loom must find it (as a
+/// deadlock). If this test ever passes without a panic, the models above prove nothing.
+#[test]
+#[should_panic(expected = "deadlock")]
+fn mutant_wake_before_end_is_caught() {
+    loom::model(|| {
+        let mm = Arc::new(Mm::new());
+        let a = mm.insert(0x1000, 0x1000, "A");
+        let (cur_seq, keys) = mm.start(0x1000, 0x2000);
+        mm.set_seq(keys[0], cur_seq, false);
+        let inv = {
+            let mm = mm.clone();
+            thread::spawn(move || {
+                mm.wake_all(); // the bug: wake, then close the epoch
+                let ended = mm.lock().proto.end().unwrap();
+                drop(ended);
+            })
+        };
+        let _ = mm.read_begin(a);
+        inv.join().unwrap();
     });
 }

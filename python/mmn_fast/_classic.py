@@ -115,12 +115,13 @@ def synchronize() -> None:
 class _Entry:
     """One registration of a notifier on one ClassicList (see the module docstring)."""
 
-    __slots__ = ("notifier", "owner", "key", "listed", "pending", "running", "users",
+    __slots__ = ("notifier", "owner", "mm", "key", "listed", "pending", "running", "users",
                  "leaving", "released", "free_pending")
 
-    def __init__(self, notifier: Notifier, owner: ClassicList, key: type) -> None:
+    def __init__(self, notifier: Notifier, owner: ClassicList, mm: Any, key: type) -> None:
         self.notifier = notifier
         self.owner = owner
+        self.mm = mm  # the registration pins the MM until unregister or the last put (R62)
         self.key = key  # what get_notifier matches: the class asked for, or type(notifier)
         self.listed = True
         self.pending = 0
@@ -138,9 +139,11 @@ def _claim_of(notifier: Notifier) -> Optional[_Entry]:
 
 
 def _unclaim(entry: _Entry) -> None:
+    """The notifier is no longer registered: drop its claim and unpin the MM (R64, R68)."""
     with _MODULE_LOCK:
         if vars(entry.notifier).get(_CLAIM) is entry:
             del vars(entry.notifier)[_CLAIM]
+        entry.mm = None
 
 
 def _run_free(entry: _Entry) -> None:
@@ -214,7 +217,8 @@ def _warn(errors: list[BaseException], message: str) -> None:
         errors.append(exc)
 
 
-def _defined(entry: _Entry, name: str, errors: list[BaseException]) -> Optional[Callable[..., Any]]:
+def _defined(entry: _Entry, name: str,
+             errors: list[BaseException]) -> Optional[Callable[..., Any]]:
     """The callback ``name`` if the notifier defines it (a callable attribute), else None."""
     try:
         callback = getattr(entry.notifier, name, None)
@@ -362,7 +366,7 @@ class ClassicList:
         with _MODULE_LOCK:
             if _claim_of(notifier) is not None:
                 raise ValueError(f"this {type(notifier).__name__} is already registered")
-            entry = _Entry(notifier, self, key)
+            entry = _Entry(notifier, self, mm, key)
             vars(notifier)[_CLAIM] = entry
         if not self._entries:
             mm._set_classic(True)  # also makes has_notifiers true for ever (R1, R4)
@@ -380,7 +384,7 @@ class ClassicList:
 
     def _free_unregistered(self, notifier: Notifier) -> None:
         """Free a notifier that alloc_notifier made but that was never registered (R67)."""
-        entry = _Entry(notifier, self, type(notifier))
+        entry = _Entry(notifier, self, None, type(notifier))
         entry.listed = False
         with _MODULE_LOCK:
             _pending_frees.add(entry)

@@ -4,6 +4,7 @@ use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyFloat, PyTuple};
+use pyo3::Borrowed;
 
 /// Number of `Event` members (kernel order, `UNMAP = 0` .. `MIGRATE = 6`).
 pub const EVENTS: u8 = 7;
@@ -24,7 +25,23 @@ pub fn event_member(py: Python<'_>, code: u8) -> PyResult<Bound<'_, PyAny>> {
 }
 
 /// An `event` argument: an `Event` or an int in `0..=6` (`ValueError` for any other int,
-/// `TypeError` for a non-integer).
+/// `TypeError` for anything else, `None` included). Omitted, it is `UNMAP`.
+#[derive(Clone, Copy)]
+pub struct EventArg(pub u8);
+
+impl EventArg {
+    pub const UNMAP: Self = Self(EVENT_UNMAP);
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for EventArg {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        event_code(&obj).map(Self)
+    }
+}
+
+/// The value of an `event` argument; see [`EventArg`].
 pub fn event_code(event: &Bound<'_, PyAny>) -> PyResult<u8> {
     match event.extract::<i64>() {
         Ok(v) => u8::try_from(v)
@@ -64,20 +81,4 @@ pub fn timeout_arg(timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Option<std::t
         return Err(PyValueError::new_err("timeout must be >= 0 seconds"));
     }
     Ok(std::time::Duration::try_from_secs_f64(secs).ok())
-}
-
-/// The `seq` argument of `read_retry` / `check_retry`: any int; one outside `u64` can equal no
-/// subscription seq (`Ok(None)`).
-pub fn seq_arg(seq: &Bound<'_, PyAny>) -> PyResult<Option<u64>> {
-    if !seq.is_instance_of::<pyo3::types::PyInt>() {
-        return Err(PyTypeError::new_err(format!(
-            "seq must be an int, not {}",
-            seq.get_type().name()?
-        )));
-    }
-    match seq.extract::<u64>() {
-        Ok(v) => Ok(Some(v)),
-        Err(err) if err.is_instance_of::<PyOverflowError>(seq.py()) => Ok(None),
-        Err(err) => Err(err),
-    }
 }

@@ -19,7 +19,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
 use super::callbacks::{warn, Collected, StartScope};
-use super::convert::{event_code, EVENT_RELEASE, EVENT_UNMAP};
+use super::convert::{EventArg, EVENT_RELEASE};
 use super::errors::would_block;
 use super::range::{truthy_or_true, Range};
 use super::subscription::IntervalNotifier;
@@ -356,18 +356,18 @@ impl MMCore {
     }
 
     /// A context manager pairing `invalidate_range_start` with `invalidate_range_end`.
-    #[pyo3(signature = (start, end, event = None, *, blockable = None, owner = None, vma = None))]
+    #[pyo3(signature = (start, end, event = EventArg::UNMAP, *, blockable = None, owner = None, vma = None))]
     fn invalidate(
         slf: &Bound<'_, Self>,
         start: u64,
         end: u64,
-        event: Option<&Bound<'_, PyAny>>,
+        event: EventArg,
         blockable: Option<&Bound<'_, PyAny>>,
         owner: Option<Py<PyAny>>,
         vma: Option<Py<PyAny>>,
     ) -> PyResult<Invalidation> {
         let py = slf.py();
-        let event = event.map_or(Ok(EVENT_UNMAP), event_code)?;
+        let event = event.0;
         let blockable = truthy_or_true(blockable)?;
         let range = Range::build(
             py,
@@ -387,11 +387,11 @@ impl MMCore {
         slf: &Bound<'_, Self>,
         starts: &Bound<'_, PyBytes>,
         ends: &Bound<'_, PyBytes>,
-        event: &Bound<'_, PyAny>,
+        event: EventArg,
     ) -> PyResult<u64> {
         let py = slf.py();
         let this = slf.get();
-        let event = event_code(event)?;
+        let event = event.0;
         let queries = queries_from_bytes(starts.as_bytes(), ends.as_bytes())?;
         let mut hits = 0u64;
         let mut i = 0;

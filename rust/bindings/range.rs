@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use super::convert::{event_code, event_member, EVENT_MIGRATE, EVENT_PROTECTION_VMA, EVENT_UNMAP};
+use super::convert::{event_member, EventArg, EVENT_MIGRATE, EVENT_PROTECTION_VMA};
 use crate::interval::Interval;
 
 /// A half-open address range `[start, end)` being invalidated, with its event and flags.
@@ -55,17 +55,17 @@ pub(crate) fn truthy_or_true(blockable: Option<&Bound<'_, PyAny>>) -> PyResult<b
 #[pymethods]
 impl Range {
     #[new]
-    #[pyo3(signature = (start, end, event = None, *, blockable = None, vma = None, owner = None))]
+    #[pyo3(signature = (start, end, event = EventArg::UNMAP, *, blockable = None, vma = None, owner = None))]
     fn new(
         py: Python<'_>,
         start: u64,
         end: u64,
-        event: Option<&Bound<'_, PyAny>>,
+        event: EventArg,
         blockable: Option<&Bound<'_, PyAny>>,
         vma: Option<Py<PyAny>>,
         owner: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
-        let event = event.map_or(Ok(EVENT_UNMAP), event_code)?;
+        let event = event.0;
         let blockable = truthy_or_true(blockable)?;
         Ok(Self {
             query: Interval::from_range(start, end)?,

@@ -9,7 +9,7 @@ use pyo3::exceptions::{PyRuntimeError, PyTimeoutError, PyValueError};
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 
-use super::convert::{seq_arg, timeout_arg};
+use super::convert::timeout_arg;
 use super::mm::MMCore;
 use crate::error::Error;
 use crate::interval::Interval;
@@ -58,10 +58,9 @@ impl IntervalNotifier {
     }
 
     /// This subscription's seq, read under the mm lock.
-    fn seq(&self, py: Python<'_>) -> PyResult<u64> {
+    fn seq(&self) -> PyResult<u64> {
         let guard = self.mm.get().notifier.lock();
         let (_, sub) = guard.sub(self.key()).ok_or(Error::NotSubscribed)?;
-        let _ = py;
         Ok(sub.seq())
     }
 
@@ -108,8 +107,8 @@ impl IntervalNotifier {
 
     /// This subscription's `invalidate_seq` (always odd, R31).
     #[getter]
-    fn invalidate_seq(&self, py: Python<'_>) -> PyResult<u64> {
-        self.seq(py)
+    fn invalidate_seq(&self) -> PyResult<u64> {
+        self.seq()
     }
 
     /// `mmu_interval_read_begin` (R25-R27): this subscription's seq as read on entry; if the
@@ -138,15 +137,14 @@ impl IntervalNotifier {
 
     /// `mmu_interval_read_retry` (R28): true if an invalidation rewrote the seq since `seq`.
     /// Call it under the lock your `invalidate` holds around `set_seq`.
-    fn read_retry(&self, py: Python<'_>, seq: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let seq = seq_arg(seq)?;
-        Ok(seq != Some(self.seq(py)?))
+    fn read_retry(&self, seq: u64) -> PyResult<bool> {
+        Ok(seq != self.seq()?)
     }
 
     /// `mmu_interval_check_retry` (R29): as `read_retry`, callable without your lock; true is
     /// reliable, false proves nothing.
-    fn check_retry(&self, py: Python<'_>, seq: &Bound<'_, PyAny>) -> PyResult<bool> {
-        self.read_retry(py, seq)
+    fn check_retry(&self, seq: u64) -> PyResult<bool> {
+        self.read_retry(seq)
     }
 
     /// `mmu_interval_set_seq` (R24): call from `invalidate` with its `cur_seq`, under your lock.

@@ -7,7 +7,7 @@
 
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use pyo3::exceptions::{PyKeyError, PyValueError};
+use pyo3::exceptions::{PyKeyError, PyOverflowError, PyValueError};
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
@@ -94,10 +94,15 @@ impl IntervalTreeCore {
         Ok(self.write().insert(iv, value).to_bits())
     }
 
-    /// Remove the interval `handle` names; `KeyError` if it is not in the tree. O(log n).
+    /// Remove the interval `handle` names; `KeyError` if it is not in the tree (an int outside
+    /// u64 included), `TypeError` for a non-integer. O(log n).
     fn remove(&self, handle: &Bound<'_, PyAny>) -> PyResult<()> {
         let unknown = || PyKeyError::new_err(handle.clone().unbind());
-        let bits: u64 = handle.extract().map_err(|_| unknown())?;
+        let bits: u64 = match handle.extract() {
+            Ok(bits) => bits,
+            Err(err) if err.is_instance_of::<PyOverflowError>(handle.py()) => return Err(unknown()),
+            Err(err) => return Err(err),
+        };
         let removed = self.write().remove(Handle::from_bits(bits));
         match removed {
             Some((_, value)) => {

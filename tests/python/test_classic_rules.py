@@ -825,8 +825,39 @@ def test_synchronize_inside_free_notifier_is_runtime_error(mm):
     assert caught == [True]
 
 
-def test_public_names():
-    assert mmn_fast.Notifier is Notifier and mmn_fast.synchronize is synchronize
+def test_public_names_are_the_classic_module_ones():
+    assert mmn_fast.Notifier is _classic.Notifier
+    assert mmn_fast.synchronize is _classic.synchronize
+
+
+def test_r62_r64_registration_pins_the_mm_and_cycles_are_collected():
+    """R62: registration pins the mm (kernel mmgrab) until unregister / the last put (R64,
+    R68); an mm and its notifiers dropped together are freed by the cycle collector."""
+    import gc
+    import weakref
+
+    class Keeper(Notifier):
+        def invalidate_range(self, mm, start, end):
+            self.mm = mm  # a cycle through the notifier as well
+
+    mm = MM()
+    n = Keeper()
+    mm.register(n)
+    mm.invalidate_range(0, 1)
+    ref = weakref.ref(mm)
+    del mm, n
+    gc.collect()
+    assert ref() is None
+
+    mm, n = MM(), Notifier()
+    mm.register(n)
+    ref = weakref.ref(mm)
+    del mm
+    gc.collect()
+    assert ref() is not None  # pinned by the registration
+    ref().unregister(n)
+    gc.collect()
+    assert ref() is None
 
 
 def test_q9_release_is_never_called_twice(mm):

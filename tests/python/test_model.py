@@ -314,6 +314,6 @@ class IntervalMachine(RuleBasedStateMachine):
 
 
 IntervalMachine.TestCase.settings = settings(
-    max_examples=150, stateful_step_count=40, deadline=None,
+    max_examples=100, stateful_step_count=40, deadline=None,
     suppress_health_check=[HealthCheck.too_slow])
 test_interval_model = IntervalMachine.TestCase

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Test the built artifacts in dist/ (scripts/build-dist.sh) as a user gets them:
+#   1. the wheel's tags and contents (abi3, manylinux, py.typed, stubs, the .so, no tests);
+#   2. a FRESH venv in a temp dir, the wheel installed with the `test` and `unicorn` extras'
+#      pins (requirements-dev.txt), `mmn_fast.__version__` == Cargo.toml's version, then the
+#      project's pytest suites (from a copy, so nothing of python/ can be imported) and
+#      ../shared/conformance (also from a copy), each asserting that the mmn_fast it imported is
+#      the installed one in site-packages;
+#   3. another fresh venv, `pip install dist/mmn_fast-*.tar.gz` (a build from source), imported
+#      and smoke-tested.
+# Environment: PYTHON (default python3) makes the venvs; MMN_DIST_EXTRA_PYTHONS (space-separated
+# interpreter paths) also gets an install + import smoke test of the wheel each (e.g. 3.9, 3.13);
+# MMN_DIST_KEEP=1 keeps the temp dir.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PYTHON=${PYTHON:-python3}
+SHARED_CONFORMANCE=$ROOT/../shared/conformance
+start=$(date +%s)
+unset PYTHONPATH VIRTUAL_ENV MMN_MODULE PYTHONHOME
+export PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+
+shopt -s nullglob
+wheels=("$ROOT"/dist/mmn_fast-*.whl)
+sdists=("$ROOT"/dist/mmn_fast-*.tar.gz)
+shopt -u nullglob
+if [ ${#wheels[@]} -ne 1 ] || [ ${#sdists[@]} -ne 1 ]; then
+    echo "need exactly one wheel and one sdist in dist/ (run \`make dist\` first)" >&2
+    exit 1
+fi
+WHEEL=${wheels[0]}
+SDIST=${sdists[0]}
+VERSION=$(awk -F'"' '/^\[/{p = ($0 == "[package]")} p && /^version *=/{print $2; exit}' Cargo.toml)
+[ -n "$VERSION" ] || { echo "no version in Cargo.toml [package]" >&2; exit 1; }
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/mmn-test-dist.XXXXXX")
+if [ "${MMN_DIST_KEEP:-0}" = 1 ]; then echo "(keeping $TMP)"; else trap 'rm -rf "$TMP"' EXIT; fi
+
+echo "== 1. wheel $(basename "$WHEEL") (Cargo version $VERSION)"
+"$PYTHON" -m zipfile -l "$WHEEL"
+"$PYTHON" - "$WHEEL" "$VERSION" <<'PY'
+import re, sys, zipfile
+path, version = sys.argv[1], sys.argv[2]
+names = zipfile.ZipFile(path).namelist()
+dist_info = f"mmn_fast-{version}.dist-info"
+wheel_meta = zipfile.ZipFile(path).read(f"{dist_info}/WHEEL").decode()
+tags = re.findall(r"^Tag: (\S+)$", wheel_meta, re.M)
+print("tags:", ", ".join(tags))
+assert tags and all(t.startswith("cp39-abi3-") for t in tags), tags
+assert any("manylinux" in t for t in tags), tags
+assert f"mmn_fast-{version}-cp39-abi3-" in path, (path, version)
+for need in ("mmn_fast/py.typed", "mmn_fast/_mmn_fast.pyi", "mmn_fast/__init__.py",
+             "mmn_fast/_version.py", "mmn_fast/unicorn.py"):
+    assert need in names, f"{need} missing from the wheel"
+assert [n for n in names if re.fullmatch(r"mmn_fast/_mmn_fast\.abi3\.so", n)], "no native module"
+bad = [n for n in names if re.search(r"(^|/)(tests?|conftest\.py|test_[^/]*\.py|benches)(/|$)", n)
+       or n.endswith(".rs")]
+assert not bad, f"the wheel ships tests or sources: {bad}"
+print("wheel contents: OK (py.typed, _mmn_fast.pyi, the abi3 .so; no tests)")
+PY
+
+# The plugin that makes every pytest run prove which mmn_fast it tests.
+mkdir -p "$TMP/plugin"
+cat > "$TMP/plugin/mmn_dist_check.py" <<'PY'
+"""pytest plugin (test-dist only): the mmn_fast under test is the installed one."""
+import os
+import sys
+import sysconfig
+
+
+def _where():
+    import mmn_fast
+    import mmn_fast._mmn_fast as native
+    sites = {os.path.realpath(sysconfig.get_paths()[k]) for k in ("purelib", "platlib")}
+    files = [os.path.realpath(mmn_fast.__file__), os.path.realpath(native.__file__)]
+    wrong = [f for f in files if not any(f.startswith(s + os.sep) for s in sites)]
+    return files[0], mmn_fast.__version__, wrong
+
+
+def pytest_configure(config):
+    _file, _version, wrong = _where()
+    if wrong:
+        raise SystemExit(f"mmn_fast is not the installed one: {wrong}")
+
+
+def pytest_report_header(config):
+    file, version, _ = _where()
+    return f"mmn_fast {version} under test: {file}"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    file, _version, wrong = _where()
+    if wrong or "site-packages" not in file:
+        print(f"\nmmn_fast was not the installed one at the end: {wrong}", file=sys.stderr)
+        session.exitstatus = 1
+PY
+
+check_installed() {  # $1: venv python; run from $TMP, where no mmn_fast source is
+    local py=$1 got
+    got=$(cd "$TMP" && "$py" -c "import mmn_fast; print(mmn_fast.__version__)")
+    echo "mmn_fast.__version__ = $got"
+    [ "$got" = "$VERSION" ] || { echo "version $got != Cargo.toml's $VERSION" >&2; exit 1; }
+    (cd "$TMP" && "$py" - <<'PY')
+import os, sysconfig
+import mmn_fast, mmn_fast._mmn_fast as native
+site = os.path.realpath(sysconfig.get_paths()["platlib"])
+for f in (mmn_fast.__file__, native.__file__):
+    assert os.path.realpath(f).startswith(site + os.sep), f"{f} is not under {site}"
+print("imported from", os.path.dirname(mmn_fast.__file__))
+mm = mmn_fast.MM()
+subs = [mm.insert_interval_notifier(a, 0x100, tag=a) for a in range(0x1000, 0x2000, 0x100)]
+assert mm.invalidate_many([0x1050], [0x1150]) == 2
+assert sorted(mm.drain_invalidated()) == [0x1000, 0x1100]
+print("smoke test: OK")
+PY
+}
+
+echo "== 2. fresh venv + wheel[test,unicorn]"
+"$PYTHON" -m venv "$TMP/venv-wheel"
+VPY=$TMP/venv-wheel/bin/python
+"$VPY" -m pip install -q --upgrade pip
+grep -v '^maturin' requirements-dev.txt > "$TMP/requirements-test.txt"
+"$VPY" -m pip install -q -r "$TMP/requirements-test.txt" "$WHEEL[test,unicorn]"
+check_installed "$VPY"
+
+# The suites run from a copy that has no python/ directory (tests/python/test_readme.py and
+# friends read README.md, docs/ and examples/ relative to the tests, so those come along).
+mkdir -p "$TMP/src/tests" "$TMP/src/benches"
+cp -r tests/python "$TMP/src/tests/python"
+cp benches/*.py "$TMP/src/benches/" 2>/dev/null || true
+cp -r README.md pyproject.toml "$TMP/src/"
+for d in docs examples; do [ -d "$d" ] && cp -r "$d" "$TMP/src/"; done
+find "$TMP/src" \( -name __pycache__ -o -name .hypothesis -o -name '*.so' \) -prune -exec rm -rf {} +
+[ ! -e "$TMP/src/python" ] && [ ! -e "$TMP/src/mmn_fast" ]
+
+echo "== 2a. pytest tests/python benches (against the installed wheel)"
+(cd "$TMP/src" && PYTHONPATH="$TMP/plugin" "$VPY" -m pytest tests/python benches -q \
+    -p no:cacheprovider --benchmark-disable -p mmn_dist_check)
+
+if [ -d "$SHARED_CONFORMANCE" ]; then
+    echo "== 2b. ../shared/conformance (against the installed wheel)"
+    mkdir -p "$TMP/shared"
+    cp -r "$SHARED_CONFORMANCE" "$TMP/shared/conformance"
+    find "$TMP/shared" \( -name __pycache__ -o -name .hypothesis -o -name .pytest_cache \) \
+        -prune -exec rm -rf {} +
+    (cd "$TMP/shared/conformance" && PYTHONPATH="$TMP/plugin" "$VPY" -m pytest -q \
+        -p no:cacheprovider --timeout=60 -p mmn_dist_check .)
+else
+    echo "(../shared/conformance not present: outside conformance suite skipped)"
+fi
+
+for extra in ${MMN_DIST_EXTRA_PYTHONS:-}; do
+    echo "== 2c. wheel on $("$extra" --version 2>&1)"
+    name=venv-$(basename "$extra")
+    "$extra" -m venv "$TMP/$name"
+    "$TMP/$name/bin/python" -m pip install -q "$WHEEL"
+    check_installed "$TMP/$name/bin/python"
+done
+
+echo "== 3. fresh venv + pip install $(basename "$SDIST") (build from source)"
+"$PYTHON" -m venv "$TMP/venv-sdist"
+SPY=$TMP/venv-sdist/bin/python
+"$SPY" -m pip install -q --upgrade pip
+sdist_start=$(date +%s)
+"$SPY" -m pip install "$SDIST" 2>&1 | tail -3
+echo "sdist built and installed in $(( $(date +%s) - sdist_start ))s"
+check_installed "$SPY"
+
+echo "== test-dist: all passed in $(( $(date +%s) - start ))s"
