@@ -125,25 +125,27 @@ def test_retry_seq_of_wrong_type(world, site, value):
     world.unchanged()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: read_retry/check_retry reject objects with "
-                   "__index__ (Idx, numpy integer scalars) with TypeError, contrary to the "
-                   "input convention 'an integer argument is anything with __index__'")
 @pytest.mark.parametrize("site", ["read_retry", "check_retry"])
 def test_retry_seq_accepts_index_objects(world, site):
-    """API "Input conventions": an integer argument is anything with __index__."""
+    """API "Input conventions": an integer argument is anything with __index__ (also numpy
+    integer scalars); a raising __index__ propagates."""
     s = world.a.read_begin()
     assert getattr(world.a, site)(Idx(s)) is False
     assert getattr(world.a, site)(Idx(s + 2)) is True
+    with pytest.raises(Boom):
+        getattr(world.a, site)(BadIdx())
+    np = pytest.importorskip("numpy")
+    assert getattr(world.a, site)(np.uint64(s)) is False
+    assert getattr(world.a, site)(np.int64(s + 2)) is True
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: read_retry/check_retry with a seq outside u64 "
-                   "(-1, 2**64) return True instead of raising OverflowError")
 @pytest.mark.parametrize("site", ["read_retry", "check_retry"])
 @pytest.mark.parametrize("value", [-1, 2**64])
 def test_retry_seq_outside_u64(world, site, value):
     """API: values outside u64 raise OverflowError."""
     with pytest.raises(OverflowError):
         getattr(world.a, site)(value)
+    world.unchanged()
 
 
 def test_integer_likes_are_accepted(world):
@@ -238,21 +240,13 @@ def test_range_pair_start_not_below_end(world, site, start, end):
     world.unchanged()
 
 
-NONE_EVENT_BUG = pytest.mark.xfail(
-    strict=True, reason="BUG: Range(s, e, None) and mm.invalidate(s, e, None) take None as "
-    "Event.UNMAP, while invalidate_many(..., None) raises TypeError; API: an event is an Event "
-    "or an int in 0..6 and None is TypeError")
-
-
 @pytest.mark.parametrize("event,exc", [(7, ValueError), (-1, ValueError), (2**64, ValueError),
                                        (1.0, TypeError), ("UNMAP", TypeError),
                                        (None, TypeError), (BadIdx(), Boom)], ids=repr)
 @pytest.mark.parametrize("site", ["Range", "invalidate", "invalidate_many", "invalidate_many empty"])
-def test_invalid_event(world, site, event, exc, request):
+def test_invalid_event(world, site, event, exc):
     """API: an event is an Event or an int in 0..6; any other int is ValueError, other types
     TypeError; invalidate_many checks it first, even for an empty batch."""
-    if event is None and site in ("Range", "invalidate"):
-        request.applymarker(NONE_EVENT_BUG)
     calls = {
         "Range": lambda: Range(0x1000, 0x2000, event),
         "invalidate": lambda: enter(world.mm.invalidate(0x1000, 0x2000, event)),
@@ -422,8 +416,6 @@ def test_tree_start_above_last(tree, call):
     assert getattr(tree, call)(20, 20) is not None
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: IntervalTree.remove() of a float/str/None "
-                   "handle raises KeyError instead of TypeError (input conventions)")
 @pytest.mark.parametrize("handle", [0.0, "0", None], ids=repr)
 def test_tree_remove_handle_of_wrong_type(tree, handle):
     """API input conventions: floats, strings and None are TypeError for an integer
