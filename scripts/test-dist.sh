@@ -133,8 +133,9 @@ for d in docs examples; do [ -d "$d" ] && cp -r "$d" "$TMP/src/"; done
 find "$TMP/src" \( -name __pycache__ -o -name .hypothesis -o -name '*.so' \) -prune -exec rm -rf {} +
 [ ! -e "$TMP/src/python" ] && [ ! -e "$TMP/src/mmn_fast" ]
 
+# The same selection as `make test-python` (tests/python and benches/).
 echo "== 2a. pytest tests/python benches (against the installed wheel)"
-(cd "$TMP/src" && PYTHONPATH="$TMP/plugin" "$VPY" -m pytest tests/python benches -q \
+(cd "$TMP/src" && PYTHONPATH="$TMP/plugin" "$VPY" -m pytest tests/python benches -q -rs \
     -p no:cacheprovider --benchmark-disable -p mmn_dist_check)
 
 if [ -d "$SHARED_CONFORMANCE" ]; then
@@ -143,7 +144,7 @@ if [ -d "$SHARED_CONFORMANCE" ]; then
     cp -r "$SHARED_CONFORMANCE" "$TMP/shared/conformance"
     find "$TMP/shared" \( -name __pycache__ -o -name .hypothesis -o -name .pytest_cache \) \
         -prune -exec rm -rf {} +
-    (cd "$TMP/shared/conformance" && PYTHONPATH="$TMP/plugin" "$VPY" -m pytest -q \
+    (cd "$TMP/shared/conformance" && PYTHONPATH="$TMP/plugin" "$VPY" -m pytest -q -rs \
         -p no:cacheprovider --timeout=60 -p mmn_dist_check .)
 else
     echo "(../shared/conformance not present: outside conformance suite skipped)"

@@ -116,17 +116,9 @@ impl MMCore {
             let result = callback.bind(py).call1((obj.bind(py), range, &cur_seq));
             match errors.keep(result.and_then(|v| v.is_truthy())) {
                 Some(false) if blockable => {
-                    let sub = obj.get();
-                    warn(
-                        py,
-                        errors,
-                        &format!(
-                            "interval subscription [{:#x}, {:#x}] returned False on a blockable \
-                             range; ignored (mmn_fast SPEC D2)",
-                            sub.interval().start(),
-                            sub.interval().last()
-                        ),
-                    );
+                    let sub = obj.bind(py).repr().map_or_else(|_| "?".into(), |r| r.to_string());
+                    let text = format!("{sub} returned False on a blockable range; ignored (SPEC D2)");
+                    warn(py, errors, &text);
                 }
                 Some(false) => return true,
                 _ => {}

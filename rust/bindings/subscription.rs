@@ -49,10 +49,6 @@ impl IntervalNotifier {
         self.key.store(key.to_bits(), Ordering::Release);
     }
 
-    pub(crate) fn interval(&self) -> Interval {
-        self.interval
-    }
-
     fn key(&self) -> SubKey {
         SubKey::from_bits(self.key.load(Ordering::Acquire))
     }

@@ -74,7 +74,12 @@ class Kvm(Notifier):
 
     def fault(self, hva, host):
         """Map hva as the guest would: retry until a translation commits; return tries."""
-        for tries in range(1, 10_000):
+        # KVM retries without bound; a deadline (not a try count) keeps the test bounded
+        # without making it depend on how often a loaded machine switches threads.
+        deadline = time.monotonic() + 10.0
+        tries = 0
+        while time.monotonic() < deadline:
+            tries += 1
             mmu_seq = self.seq
             pfn = host.get(hva)  # may sleep in the kernel: no lock held
             with self.lock:
@@ -83,6 +88,7 @@ class Kvm(Notifier):
                 self.shadow[hva] = pfn
                 self.accessed.add(hva)
                 return tries
+            time.sleep(0)  # a retry re-enters the guest: let the writer run
         raise AssertionError("fault never committed")
 
 
