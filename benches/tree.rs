@@ -30,7 +30,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use coitrees::{COITree, GenericInterval, IntervalTree as _};
-use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput};
+use criterion::{
+    criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
 use iset::IntervalMap;
 use mmn_fast::{Handle, Interval, IntervalTree};
 
@@ -39,27 +41,10 @@ const SEED: u64 = 0x6d6d_6e5f_6661_7374;
 /// Distinct queries cycled through by the per-query benchmarks.
 const NQUERIES: usize = 4096;
 
-/// splitmix64.
-struct Rng(u64);
+#[path = "../tests/support/mod.rs"]
+mod support;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// Uniform in `[0, 1)`.
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+use support::Rng;
 
 fn iv(start: u64, last: u64) -> Interval {
     Interval::new(start, last).expect("start <= last by construction")
@@ -74,8 +59,14 @@ fn page_interval(rng: &mut Rng) -> Interval {
 
 /// The sizes to sweep: 10^3 .. 10^6, capped by `MMN_BENCH_MAX_N`.
 fn sizes() -> Vec<usize> {
-    let cap = std::env::var("MMN_BENCH_MAX_N").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
-    [1_000, 10_000, 100_000, 1_000_000].into_iter().filter(|&n| n <= cap).collect()
+    let cap = std::env::var("MMN_BENCH_MAX_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    [1_000, 10_000, 100_000, 1_000_000]
+        .into_iter()
+        .filter(|&n| n <= cap)
+        .collect()
 }
 
 /// One data set of `n` intervals and its queries, and the three structures built from it.
@@ -111,7 +102,11 @@ impl Fixture {
         let ranges = (0..NQUERIES).map(|_| page_interval(&mut rng)).collect();
         let stabs = (0..NQUERIES).map(|_| rng.below(1 << 40)).collect();
         let mut ours = IntervalTree::with_capacity(n);
-        let handles = items.iter().zip(0u32..).map(|(&i, k)| ours.insert(i, k)).collect();
+        let handles = items
+            .iter()
+            .zip(0u32..)
+            .map(|(&i, k)| ours.insert(i, k))
+            .collect();
         let coi_items: Vec<coitrees::Interval<u32>> = items
             .iter()
             .zip(0u32..)
@@ -125,7 +120,16 @@ impl Fixture {
         for (&i, k) in items.iter().zip(0u32..) {
             iset.force_insert(to_range(i), k);
         }
-        let fixture = Self { items, points, ranges, stabs, ours, handles, coi, iset };
+        let fixture = Self {
+            items,
+            points,
+            ranges,
+            stabs,
+            ours,
+            handles,
+            coi,
+            iset,
+        };
         fixture.check_peers();
         fixture
     }
@@ -153,18 +157,36 @@ impl Fixture {
     /// Every peer must give our answers (checked on a sample of each query kind).
     fn check_peers(&self) {
         let stabs = self.stabs.iter().map(|&p| iv(p, p));
-        let queries = self.points.iter().chain(&self.ranges).copied().step_by(7).chain(stabs.step_by(7));
+        let queries = self
+            .points
+            .iter()
+            .chain(&self.ranges)
+            .copied()
+            .step_by(7)
+            .chain(stabs.step_by(7));
         let mut total = 0;
         for q in queries {
             let want = self.ours_hits(q);
             assert_eq!(self.coi_hits(q), want, "coitrees disagrees on {q:?}");
             assert_eq!(self.iset_hits(q), want, "iset disagrees on {q:?}");
-            assert_eq!(self.ours.count_overlap(q), want.len(), "count_overlap disagrees on {q:?}");
-            assert_eq!(self.ours.any_overlap(q), !want.is_empty(), "any_overlap disagrees on {q:?}");
+            assert_eq!(
+                self.ours.count_overlap(q),
+                want.len(),
+                "count_overlap disagrees on {q:?}"
+            );
+            assert_eq!(
+                self.ours.any_overlap(q),
+                !want.is_empty(),
+                "any_overlap disagrees on {q:?}"
+            );
             total += want.len();
         }
         self.ours.check_invariants().expect("tree invariants");
-        eprintln!("n = {}: peers agree on {} sampled queries ({total} hits)", self.items.len(), 3 * NQUERIES / 7);
+        eprintln!(
+            "n = {}: peers agree on {} sampled queries ({total} hits)",
+            self.items.len(),
+            3 * NQUERIES / 7
+        );
     }
 }
 
@@ -187,7 +209,7 @@ fn heavy(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallT
     group.sample_size(10).sampling_mode(SamplingMode::Flat);
 }
 
-fn bench_updates(c: &mut Criterion) {
+fn bench_insert_remove(c: &mut Criterion) {
     let mut insert = c.benchmark_group("insert");
     heavy(&mut insert);
     for f in fixtures() {
@@ -225,7 +247,8 @@ fn bench_updates(c: &mut Criterion) {
             order.swap(k, rng.below(k as u64 + 1) as usize);
         }
         let handles: Vec<Handle> = order.iter().map(|&k| f.handles[k]).collect();
-        let ranges: Vec<std::ops::Range<u64>> = order.iter().map(|&k| to_range(f.items[k])).collect();
+        let ranges: Vec<std::ops::Range<u64>> =
+            order.iter().map(|&k| to_range(f.items[k])).collect();
         remove.throughput(Throughput::Elements(n as u64));
         remove.bench_function(BenchmarkId::new("mmn_fast", n), |b| {
             b.iter_batched(
@@ -253,7 +276,9 @@ fn bench_updates(c: &mut Criterion) {
         });
     }
     remove.finish();
+}
 
+fn bench_churn_and_build(c: &mut Criterion) {
     let mut churn = c.benchmark_group("churn");
     for f in fixtures() {
         let n = f.items.len();
@@ -274,7 +299,8 @@ fn bench_updates(c: &mut Criterion) {
         });
         churn.bench_function(BenchmarkId::new("iset", n), |b| {
             let mut t = f.iset.clone();
-            let mut live: Vec<std::ops::Range<u64>> = f.items.iter().map(|&i| to_range(i)).collect();
+            let mut live: Vec<std::ops::Range<u64>> =
+                f.items.iter().map(|&i| to_range(i)).collect();
             let mut rng = Rng(SEED ^ 1);
             let mut next = 0;
             b.iter(|| {
@@ -304,7 +330,11 @@ fn bench_updates(c: &mut Criterion) {
             .collect();
         bulk.throughput(Throughput::Elements(n as u64));
         bulk.bench_function(BenchmarkId::new("mmn_fast", n), |b| {
-            b.iter_batched(|| ours_items.clone(), IntervalTree::bulk_build, BatchSize::LargeInput);
+            b.iter_batched(
+                || ours_items.clone(),
+                IntervalTree::bulk_build,
+                BatchSize::LargeInput,
+            );
         });
         bulk.bench_function(BenchmarkId::new("coitrees", n), |b| {
             b.iter_with_large_drop(|| COITree::<u32, u32>::new(&coi_items));
@@ -315,21 +345,29 @@ fn bench_updates(c: &mut Criterion) {
 
 fn bench_queries(c: &mut Criterion) {
     for (name, pick) in [
-        ("query_point", (|f: &Fixture| f.points.clone()) as fn(&Fixture) -> Vec<Interval>),
+        (
+            "query_point",
+            (|f: &Fixture| f.points.clone()) as fn(&Fixture) -> Vec<Interval>,
+        ),
         ("query_range", |f: &Fixture| f.ranges.clone()),
-        ("stab", |f: &Fixture| f.stabs.iter().map(|&p| iv(p, p)).collect()),
+        ("stab", |f: &Fixture| {
+            f.stabs.iter().map(|&p| iv(p, p)).collect()
+        }),
     ] {
         let mut group = c.benchmark_group(name);
         group.throughput(Throughput::Elements(1));
         for f in fixtures() {
             let n = f.items.len();
-            let qs = pick(&f);
+            let qs = pick(f);
             let coi_qs: Vec<(i32, i32)> = qs.iter().map(|&q| to_coi(q)).collect();
             group.bench_function(BenchmarkId::new("mmn_fast", n), |b| {
                 let mut k = 0;
                 b.iter(|| {
                     k = (k + 1) % NQUERIES;
-                    f.ours.overlaps(qs[k]).map(|(_, _, v)| u64::from(*v)).sum::<u64>()
+                    f.ours
+                        .overlaps(qs[k])
+                        .map(|(_, _, v)| u64::from(*v))
+                        .sum::<u64>()
                 });
             });
             group.bench_function(BenchmarkId::new("coitrees", n), |b| {
@@ -337,7 +375,9 @@ fn bench_queries(c: &mut Criterion) {
                 b.iter(|| {
                     k = (k + 1) % NQUERIES;
                     let mut sum = 0u64;
-                    f.coi.query(coi_qs[k].0, coi_qs[k].1, |node| sum += u64::from(*node.metadata()));
+                    f.coi.query(coi_qs[k].0, coi_qs[k].1, |node| {
+                        sum += u64::from(*node.metadata());
+                    });
                     sum
                 });
             });
@@ -345,7 +385,10 @@ fn bench_queries(c: &mut Criterion) {
                 let mut k = 0;
                 b.iter(|| {
                     k = (k + 1) % NQUERIES;
-                    f.iset.values(qs[k].start()..=qs[k].last()).map(|&v| u64::from(v)).sum::<u64>()
+                    f.iset
+                        .values(qs[k].start()..=qs[k].last())
+                        .map(|&v| u64::from(v))
+                        .sum::<u64>()
                 });
             });
         }
@@ -375,7 +418,9 @@ fn bench_queries(c: &mut Criterion) {
             let mut k = 0;
             b.iter(|| {
                 k = (k + 1) % NQUERIES;
-                f.iset.values(f.ranges[k].start()..=f.ranges[k].last()).count()
+                f.iset
+                    .values(f.ranges[k].start()..=f.ranges[k].last())
+                    .count()
             });
         });
     }
@@ -424,14 +469,21 @@ mod kernel_port {
         let nodes = (0..NNODES)
             .map(|_| {
                 let b = (rand32(&mut rng) >> 4) % MAX_ENDPOINT;
-                let a = if b == 0 { 0 } else { (rand32(&mut rng) >> 4) % b };
+                let a = if b == 0 {
+                    0
+                } else {
+                    (rand32(&mut rng) >> 4) % b
+                };
                 iv(a, b)
             })
             .collect();
-        let queries = (0..NSEARCHES).map(|_| (rand32(&mut rng) >> 4) % MAX_ENDPOINT).collect();
+        let queries = (0..NSEARCHES)
+            .map(|_| (rand32(&mut rng) >> 4) % MAX_ENDPOINT)
+            .collect();
         (nodes, queries)
     }
 
+    /// Enumerate and count, as the module does with `iter_first` / `iter_next`.
     fn search_ours(tree: &IntervalTree<u32>, queries: &[Interval]) -> usize {
         queries.iter().map(|&q| tree.overlaps(q).count()).sum()
     }
@@ -452,14 +504,28 @@ mod kernel_port {
             .map(|(&i, k)| coitrees::Interval::new(i.start() as i32, i.last() as i32, k))
             .collect();
         let coi = COITree::<u32, u32>::new(&coi_items);
-        let search_iset = |qs: &[Interval]| -> usize { qs.iter().map(|q| iset.values(q.start()..=q.last()).count()).sum() };
+        let search_iset = |qs: &[Interval]| -> usize {
+            qs.iter()
+                .map(|q| iset.values(q.start()..=q.last()).count())
+                .sum()
+        };
+        // Every endpoint is below 2^28, so clamping the query to i32 loses no answer.
+        let clamp = |x: u64| x.min(i32::MAX as u64) as i32;
         let search_coi = |qs: &[Interval]| -> usize {
-            qs.iter().map(|q| coi.query_count(q.start() as i32, q.last() as i32)).sum()
+            let mut results = 0;
+            for q in qs {
+                coi.query(clamp(q.start()), clamp(q.last()), |_| results += 1);
+            }
+            results
         };
         for (name, qs) in [("search", &point_qs), ("search_all", &all_qs)] {
             let results = search_ours(&ours, qs);
             assert_eq!(search_iset(qs), results, "iset checksum differs ({name})");
-            assert_eq!(search_coi(qs), results, "coitrees checksum differs ({name})");
+            assert_eq!(
+                search_coi(qs),
+                results,
+                "coitrees checksum differs ({name})"
+            );
             eprintln!("kernel_port {name}: {results} results per batch of {NSEARCHES} queries (all three agree)");
         }
 
@@ -486,9 +552,15 @@ mod kernel_port {
             });
         });
         for (name, qs) in [("search", &point_qs), ("search_all", &all_qs)] {
-            group.bench_function(BenchmarkId::new(name, "mmn_fast"), |b| b.iter(|| search_ours(&ours, black_box(qs))));
-            group.bench_function(BenchmarkId::new(name, "iset"), |b| b.iter(|| search_iset(black_box(qs))));
-            group.bench_function(BenchmarkId::new(name, "coitrees"), |b| b.iter(|| search_coi(black_box(qs))));
+            group.bench_function(BenchmarkId::new(name, "mmn_fast"), |b| {
+                b.iter(|| search_ours(&ours, black_box(qs)));
+            });
+            group.bench_function(BenchmarkId::new(name, "iset"), |b| {
+                b.iter(|| search_iset(black_box(qs)));
+            });
+            group.bench_function(BenchmarkId::new(name, "coitrees"), |b| {
+                b.iter(|| search_coi(black_box(qs)));
+            });
         }
         group.finish();
     }
@@ -497,6 +569,6 @@ mod kernel_port {
 criterion_group! {
     name = benches;
     config = config();
-    targets = kernel_port::bench, bench_queries, bench_updates
+    targets = kernel_port::bench, bench_queries, bench_insert_remove, bench_churn_and_build
 }
 criterion_main!(benches);

@@ -12,7 +12,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 secs="${1:-60}"
 shift || true
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-rel}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$here/../target/fuzz}"
 export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares -Cdebug-assertions -Coverflow-checks"

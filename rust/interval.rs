@@ -48,7 +48,10 @@ impl Interval {
         if start >= end {
             return Err(Error::EmptyRange { start, end });
         }
-        Ok(Self { start, last: end - 1 })
+        Ok(Self {
+            start,
+            last: end - 1,
+        })
     }
 
     /// The first address.
@@ -84,8 +87,14 @@ mod tests {
     fn start_length_limits_r38() {
         let top = Interval::from_start_length(u64::MAX, 1).unwrap();
         assert_eq!((top.start(), top.last()), (u64::MAX, u64::MAX));
-        assert_eq!(Interval::from_start_length(0, u64::MAX).unwrap().last(), u64::MAX - 1);
-        assert_eq!(Interval::from_start_length(1, u64::MAX).unwrap().last(), u64::MAX);
+        assert_eq!(
+            Interval::from_start_length(0, u64::MAX).unwrap().last(),
+            u64::MAX - 1
+        );
+        assert_eq!(
+            Interval::from_start_length(1, u64::MAX).unwrap().last(),
+            u64::MAX
+        );
         for (start, length) in [(0, 0), (5, 0), (u64::MAX, 2), (2, u64::MAX)] {
             assert_eq!(
                 Interval::from_start_length(start, length),
@@ -100,7 +109,10 @@ mod tests {
         assert_eq!((q.start(), q.last()), (0x1000, 0x1fff));
         assert!(Interval::from_range(7, 7).is_err());
         assert!(Interval::from_range(8, 7).is_err());
-        assert_eq!(Interval::from_range(0, u64::MAX).unwrap().last(), u64::MAX - 1);
+        assert_eq!(
+            Interval::from_range(0, u64::MAX).unwrap().last(),
+            u64::MAX - 1
+        );
     }
 
     #[test]

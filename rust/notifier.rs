@@ -26,7 +26,10 @@ pub struct Notifier<P> {
 impl<P> Notifier<P> {
     /// A fresh, idle address space (SPEC R2).
     pub fn new() -> Self {
-        Self { state: Mutex::new(Protocol::new()), epoch_closed: Condvar::new() }
+        Self {
+            state: Mutex::new(Protocol::new()),
+            epoch_closed: Condvar::new(),
+        }
     }
 
     /// Lock the state. A panic elsewhere while locked cannot leave the protocol half-changed

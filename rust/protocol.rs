@@ -249,7 +249,10 @@ impl<P> Protocol<P> {
     ) -> Started {
         self.active += 1;
         if !self.tree.any_overlap(query) {
-            return Started { cur_seq: self.seq, hits: 0 };
+            return Started {
+                cur_seq: self.seq,
+                hits: 0,
+            };
         }
         self.seq |= 1;
         let cur_seq = self.seq;
@@ -322,7 +325,13 @@ impl<P> Protocol<P> {
             return Err(Error::Released);
         }
         self.has_itree = true;
-        let mut sub = Sub { seq: 0, pending: Pending::None, native, journaled: false, payload };
+        let mut sub = Sub {
+            seq: 0,
+            pending: Pending::None,
+            native,
+            journaled: false,
+            payload,
+        };
         if self.active == 0 {
             // (a) idle: seq is even (R81), so seq - 1 is odd and a read_begin never waits.
             debug_assert_eq!(self.seq & 1, 0);
@@ -442,7 +451,10 @@ impl<P> Protocol<P> {
     pub fn check_invariants(&self) -> Result<(), String> {
         self.tree.check_invariants()?;
         if self.active == 0 && self.seq & 1 == 1 {
-            return Err(format!("seq {} odd with no active invalidation (R81)", self.seq));
+            return Err(format!(
+                "seq {} odd with no active invalidation (R81)",
+                self.seq
+            ));
         }
         if self.seq & 1 == 0 && !self.deferred.is_empty() {
             return Err("deferred list not empty while seq is even (R81)".into());

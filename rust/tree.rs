@@ -75,13 +75,19 @@ impl Handle {
     }
 
     #[inline]
-    #[allow(clippy::cast_possible_truncation, reason = "the low 32 bits are the slot")]
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "the low 32 bits are the slot"
+    )]
     const fn slot(self) -> u32 {
         self.0 as u32
     }
 
     #[inline]
-    #[allow(clippy::cast_possible_truncation, reason = "the high 32 bits are the generation")]
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "the high 32 bits are the generation"
+    )]
     const fn generation(self) -> u32 {
         (self.0 >> 32) as u32
     }
@@ -117,7 +123,10 @@ struct Node<V> {
 enum Slot<V> {
     Occupied(Node<V>),
     /// Free. In the free list unless `generation == u32::MAX` (then retired for good).
-    Vacant { generation: u32, next_free: u32 },
+    Vacant {
+        generation: u32,
+        next_free: u32,
+    },
 }
 
 /// The traversal stack: node indices on one root-to-leaf path, inline.
@@ -129,7 +138,10 @@ struct Stack {
 
 impl Stack {
     const fn new() -> Self {
-        Self { items: [NIL; MAX_DEPTH], len: 0 }
+        Self {
+            items: [NIL; MAX_DEPTH],
+            len: 0,
+        }
     }
 
     #[inline]
@@ -158,9 +170,11 @@ impl Stack {
 
 /// In-order walk over the attached nodes that overlap `[qs, ql]`, pruned by the augmentation.
 ///
-/// Loop invariant: the stack holds, bottom to top, nodes in descending key order such that
-/// every overlapping node not yet returned is on the stack or in the right subtree of a node on
-/// it; every stacked subtree has `max >= qs`.
+/// Loop invariant: the stack holds, bottom to top, nodes in descending key order, each starting
+/// at or before `ql`; every overlapping node not yet returned is on the stack or in the right
+/// subtree of a node on it. A subtree whose `max < qs` is never entered, and a node starting
+/// after `ql` is passed through (to its left child) but never stacked: it and everything after
+/// it in order start too late.
 #[derive(Clone)]
 struct Cursor {
     stack: Stack,
@@ -170,14 +184,18 @@ struct Cursor {
 
 impl Cursor {
     fn new<V>(tree: &IntervalTree<V>, qs: u64, ql: u64) -> Self {
-        let mut cursor = Self { stack: Stack::new(), qs, ql };
+        let mut cursor = Self {
+            stack: Stack::new(),
+            qs,
+            ql,
+        };
         if tree.may_overlap(qs, ql) {
             cursor.descend(tree, tree.root);
         }
         cursor
     }
 
-    /// Push `i` and its left spine, stopping at the first subtree that ends before `qs`.
+    /// Stack `i` and its left spine, stopping at the first subtree that ends before `qs`.
     #[inline]
     fn descend<V>(&mut self, tree: &IntervalTree<V>, mut i: u32) {
         while i != NIL {
@@ -185,24 +203,21 @@ impl Cursor {
             if n.max < self.qs {
                 break;
             }
-            self.stack.push(i);
+            if n.iv.start() <= self.ql {
+                self.stack.push(i);
+            }
             i = n.left;
         }
     }
 
-    /// The next overlapping node, in ascending key order.
+    /// The next overlapping node and its slot, in ascending key order.
     #[inline]
-    fn next<V>(&mut self, tree: &IntervalTree<V>) -> Option<u32> {
+    fn next<'t, V>(&mut self, tree: &'t IntervalTree<V>) -> Option<(u32, &'t Node<V>)> {
         while let Some(i) = self.stack.pop() {
             let n = tree.node(i);
-            if n.iv.start() > self.ql {
-                // Every node after this one starts later still.
-                self.stack.len = 0;
-                return None;
-            }
             self.descend(tree, n.right);
             if n.iv.last() >= self.qs {
-                return Some(i);
+                return Some((i, n));
             }
         }
         None
@@ -247,7 +262,9 @@ impl<V> Default for IntervalTree<V> {
 
 impl<V: fmt::Debug> fmt::Debug for IntervalTree<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.iter().map(|(h, iv, v)| ((h, iv), v))).finish()
+        f.debug_map()
+            .entries(self.iter().map(|(h, iv, v)| ((h, iv), v)))
+            .finish()
     }
 }
 
@@ -257,12 +274,21 @@ impl<V> IntervalTree<V> {
 
     /// An empty tree. Allocates nothing until the first insert.
     pub const fn new() -> Self {
-        Self { slots: Vec::new(), root: NIL, leftmost: NIL, free_head: NIL, len: 0 }
+        Self {
+            slots: Vec::new(),
+            root: NIL,
+            leftmost: NIL,
+            free_head: NIL,
+            len: 0,
+        }
     }
 
     /// An empty tree with room for `n` intervals before the arena reallocates.
     pub fn with_capacity(n: usize) -> Self {
-        Self { slots: Vec::with_capacity(n), ..Self::new() }
+        Self {
+            slots: Vec::with_capacity(n),
+            ..Self::new()
+        }
     }
 
     /// The number of attached intervals (detached ones are not counted).
@@ -316,7 +342,11 @@ impl<V> IntervalTree<V> {
             slot
         } else {
             let slot = self.free_head;
-            let Slot::Vacant { generation, next_free } = self.slots[slot as usize] else {
+            let Slot::Vacant {
+                generation,
+                next_free,
+            } = self.slots[slot as usize]
+            else {
                 corrupted(slot)
             };
             self.free_head = next_free;
@@ -357,7 +387,8 @@ impl<V> IntervalTree<V> {
     /// Whether `h` names an allocated node that is linked into the tree.
     #[inline]
     pub fn is_attached(&self, h: Handle) -> bool {
-        self.resolve(h).is_some_and(|slot| self.node(slot).link == Link::Attached)
+        self.resolve(h)
+            .is_some_and(|slot| self.node(slot).link == Link::Attached)
     }
 
     /// Whether `h` names an allocated node, attached or detached.
@@ -378,10 +409,16 @@ impl<V> IntervalTree<V> {
         let generation = h.generation();
         let vacant = if generation == u32::MAX {
             // Exhausted: retire the slot rather than let a handle come back to life.
-            Slot::Vacant { generation, next_free: NIL }
+            Slot::Vacant {
+                generation,
+                next_free: NIL,
+            }
         } else {
             let next_free = mem::replace(&mut self.free_head, slot);
-            Slot::Vacant { generation: generation + 1, next_free }
+            Slot::Vacant {
+                generation: generation + 1,
+                next_free,
+            }
         };
         match mem::replace(&mut self.slots[slot as usize], vacant) {
             Slot::Occupied(node) => Some((node.iv, node.value)),
@@ -441,15 +478,22 @@ impl<V> IntervalTree<V> {
     /// loop. O(log n + k) typically, O((k + 1) log n) worst case; no heap allocation.
     #[inline]
     pub fn overlaps(&self, q: Interval) -> Overlaps<'_, V> {
-        Overlaps { tree: self, cursor: Cursor::new(self, q.start(), q.last()) }
+        Overlaps {
+            tree: self,
+            cursor: Cursor::new(self, q.start(), q.last()),
+        }
     }
 
     /// Call `f(handle, interval, &mut value)` for each attached interval overlapping `q`, in the
     /// order of [`overlaps`](Self::overlaps). `f` cannot reach the tree, so its shape is stable
     /// throughout; if `f` panics the tree stays valid.
-    pub fn for_each_overlap_mut(&mut self, q: Interval, mut f: impl FnMut(Handle, Interval, &mut V)) {
+    pub fn for_each_overlap_mut(
+        &mut self,
+        q: Interval,
+        mut f: impl FnMut(Handle, Interval, &mut V),
+    ) {
         let mut cursor = Cursor::new(self, q.start(), q.last());
-        while let Some(slot) = cursor.next(self) {
+        while let Some((slot, _)) = cursor.next(self) {
             let n = self.node_mut(slot);
             f(Handle::new(slot, n.generation), n.iv, &mut n.value);
         }
@@ -469,7 +513,11 @@ impl<V> IntervalTree<V> {
     /// Every attached interval in ascending start order (ties in unspecified order); O(n)
     /// in all, no heap allocation.
     pub fn iter(&self) -> Iter<'_, V> {
-        Iter { tree: self, cursor: Cursor::new(self, 0, u64::MAX), remaining: self.len }
+        Iter {
+            tree: self,
+            cursor: Cursor::new(self, 0, u64::MAX),
+            remaining: self.len,
+        }
     }
 
     /// A tree holding `items`, all attached, built balanced in O(n log n) (a sort, then an O(n)
@@ -482,7 +530,11 @@ impl<V> IntervalTree<V> {
         let Some(n) = u32::try_from(items.len()).ok().filter(|&n| n != NIL) else {
             panic!("IntervalTree: more than u32::MAX - 1 slots");
         };
-        let mut keys: Vec<(u64, u32)> = items.iter().zip(0..n).map(|((iv, _), i)| (iv.start(), i)).collect();
+        let mut keys: Vec<(u64, u32)> = items
+            .iter()
+            .zip(0..n)
+            .map(|((iv, _), i)| (iv.start(), i))
+            .collect();
         keys.sort_unstable();
         let order: Vec<u32> = keys.into_iter().map(|(_, i)| i).collect();
         let slots = items
@@ -500,7 +552,13 @@ impl<V> IntervalTree<V> {
                 })
             })
             .collect();
-        let mut tree = Self { slots, root: NIL, leftmost: NIL, free_head: NIL, len: order.len() };
+        let mut tree = Self {
+            slots,
+            root: NIL,
+            leftmost: NIL,
+            free_head: NIL,
+            len: order.len(),
+        };
         tree.root = tree.build_balanced(&order);
         tree.leftmost = order.first().copied().unwrap_or(NIL);
         debug_assert!(tree.check_invariants().is_ok());
@@ -522,8 +580,18 @@ impl<V> IntervalTree<V> {
                 Slot::Occupied(n) => (n.generation.saturating_add(1), n.generation != u32::MAX),
                 Slot::Vacant { generation, .. } => (*generation, *generation != u32::MAX),
             };
-            let next_free = if reusable { mem::replace(&mut self.free_head, slot) } else { NIL };
-            if let Slot::Occupied(node) = mem::replace(entry, Slot::Vacant { generation, next_free }) {
+            let next_free = if reusable {
+                mem::replace(&mut self.free_head, slot)
+            } else {
+                NIL
+            };
+            if let Slot::Occupied(node) = mem::replace(
+                entry,
+                Slot::Vacant {
+                    generation,
+                    next_free,
+                },
+            ) {
                 values.push(node.value);
             }
         }
@@ -539,7 +607,11 @@ impl<V> IntervalTree<V> {
         if self.root == NIL {
             return None;
         }
-        Interval::new(self.node(self.leftmost).iv.start(), self.node(self.root).max).ok()
+        Interval::new(
+            self.node(self.leftmost).iv.start(),
+            self.node(self.root).max,
+        )
+        .ok()
     }
 
     /// Check every structural invariant; O(n) time and memory. For tests and debug builds.
@@ -556,11 +628,17 @@ impl<V> IntervalTree<V> {
         let mut marks = vec![0u8; self.slots.len()];
         let (_, _, reached) = self.check_subtree(self.root, 1, None, None, &mut marks)?;
         if reached != self.len {
-            return Err(format!("len is {} but {reached} nodes are reachable", self.len));
+            return Err(format!(
+                "len is {} but {reached} nodes are reachable",
+                self.len
+            ));
         }
         let first = self.leftmost_of(self.root);
         if self.leftmost != first {
-            return Err(format!("leftmost cache is {} but the first node is {first}", self.leftmost));
+            return Err(format!(
+                "leftmost cache is {} but the first node is {first}",
+                self.leftmost
+            ));
         }
         let mut i = self.free_head;
         while i != NIL {
@@ -571,7 +649,9 @@ impl<V> IntervalTree<V> {
                     }
                     i = *next_free;
                 }
-                Some(Slot::Occupied(_)) => return Err(format!("occupied slot {i} on the free list")),
+                Some(Slot::Occupied(_)) => {
+                    return Err(format!("occupied slot {i} on the free list"))
+                }
                 None => return Err(format!("free list reaches slot {i} beyond the arena")),
             }
         }
@@ -581,7 +661,8 @@ impl<V> IntervalTree<V> {
                     return Err(format!("attached slot {i} unreachable"));
                 }
                 Slot::Occupied(n)
-                    if n.link == Link::Detached && (n.left, n.right, n.height, n.max) != (NIL, NIL, 1, n.iv.last()) =>
+                    if n.link == Link::Detached
+                        && (n.left, n.right, n.height, n.max) != (NIL, NIL, 1, n.iv.last()) =>
                 {
                     return Err(format!("detached slot {i} keeps tree links"));
                 }
@@ -623,7 +704,9 @@ impl<V> IntervalTree<V> {
         }
         let key = (n.iv.start(), i);
         if low.is_some_and(|low| key <= low) || high.is_some_and(|high| key >= high) {
-            return Err(format!("slot {i} with key {key:?} out of order between {low:?} and {high:?}"));
+            return Err(format!(
+                "slot {i} with key {key:?} out of order between {low:?} and {high:?}"
+            ));
         }
         let (hl, ml, cl) = self.check_subtree(n.left, depth + 1, low, Some(key), marks)?;
         let (hr, mr, cr) = self.check_subtree(n.right, depth + 1, Some(key), high, marks)?;
@@ -631,11 +714,17 @@ impl<V> IntervalTree<V> {
             return Err(format!("slot {i} out of balance: heights {hl} and {hr}"));
         }
         if n.height != 1 + max(hl, hr) {
-            return Err(format!("slot {i} has height {} but children {hl} and {hr}", n.height));
+            return Err(format!(
+                "slot {i} has height {} but children {hl} and {hr}",
+                n.height
+            ));
         }
         let want = max(n.iv.last(), max(ml, mr));
         if n.max != want {
-            return Err(format!("slot {i} has max {:#x} but its subtree ends at {want:#x}", n.max));
+            return Err(format!(
+                "slot {i} has max {:#x} but its subtree ends at {want:#x}",
+                n.max
+            ));
         }
         Ok((n.height, n.max, cl + cr + 1))
     }
@@ -689,7 +778,9 @@ impl<V> IntervalTree<V> {
     /// `q.start()` and something starts at or before `q.last()`. O(1).
     #[inline]
     fn may_overlap(&self, qs: u64, ql: u64) -> bool {
-        self.root != NIL && self.node(self.root).max >= qs && self.node(self.leftmost).iv.start() <= ql
+        self.root != NIL
+            && self.node(self.root).max >= qs
+            && self.node(self.leftmost).iv.start() <= ql
     }
 
     // ---- private: AVL maintenance ----
@@ -770,9 +861,10 @@ impl<V> IntervalTree<V> {
         }
     }
 
-    /// Rebalance `path` (root first) from the bottom up. Above depth `stop_from` it stops early
-    /// once a subtree's height and max come out as they were, since nothing above it can change
-    /// then; at or below it, every node is visited (a node there changed its own interval).
+    /// Rebalance `path` (root first) from the bottom up. At depth `stop_from` and nearer the
+    /// root it stops early once a subtree's height and max come out as they were, since nothing
+    /// above can change then; deeper nodes are all visited (a node on the path changed its own
+    /// interval, see Cond2 in `unlink`).
     fn retrace(&mut self, path: &[u32], stop_from: usize) {
         for (depth, &i) in path.iter().enumerate().rev() {
             let (old_height, old_max) = (self.node(i).height, self.node(i).max);
@@ -934,9 +1026,7 @@ impl<'a, V> Iterator for Overlaps<'a, V> {
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        let tree = self.tree;
-        let slot = self.cursor.next(tree)?;
-        let n = tree.node(slot);
+        let (slot, n) = self.cursor.next(self.tree)?;
         Some((Handle::new(slot, n.generation), n.iv, &n.value))
     }
 
@@ -960,10 +1050,8 @@ impl<'a, V> Iterator for Iter<'a, V> {
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        let tree = self.tree;
-        let slot = self.cursor.next(tree)?;
+        let (slot, n) = self.cursor.next(self.tree)?;
         self.remaining -= 1;
-        let n = tree.node(slot);
         Some((Handle::new(slot, n.generation), n.iv, &n.value))
     }
 
@@ -1000,7 +1088,9 @@ mod tests {
 
     /// `(start, last, value)` of every hit, in the order returned.
     fn hits(tree: &IntervalTree<u64>, q: Interval) -> Vec<(u64, u64, u64)> {
-        tree.overlaps(q).map(|(_, i, v)| (i.start(), i.last(), *v)).collect()
+        tree.overlaps(q)
+            .map(|(_, i, v)| (i.start(), i.last(), *v))
+            .collect()
     }
 
     #[test]
@@ -1053,7 +1143,10 @@ mod tests {
             tree.insert(iv(start, start + 25), k as u64);
         }
         checked(&tree);
-        let starts: Vec<u64> = hits(&tree, iv(26, 45)).into_iter().map(|(s, _, _)| s).collect();
+        let starts: Vec<u64> = hits(&tree, iv(26, 45))
+            .into_iter()
+            .map(|(s, _, _)| s)
+            .collect();
         assert_eq!(starts, [10, 20, 30, 40]);
         assert_eq!(tree.count_overlap(iv(26, 45)), 4);
         let all: Vec<u64> = tree.iter().map(|(_, i, _)| i.start()).collect();
@@ -1067,7 +1160,10 @@ mod tests {
         let handles: Vec<Handle> = (0..5).map(|v| tree.insert(iv(100, 200), v)).collect();
         checked(&tree);
         assert_eq!(tree.len(), 5);
-        let mut values: Vec<u64> = hits(&tree, iv(150, 150)).into_iter().map(|(_, _, v)| v).collect();
+        let mut values: Vec<u64> = hits(&tree, iv(150, 150))
+            .into_iter()
+            .map(|(_, _, v)| v)
+            .collect();
         values.sort_unstable();
         assert_eq!(values, [0, 1, 2, 3, 4]);
         assert_eq!(tree.remove(handles[2]), Some((iv(100, 200), 2)));
@@ -1121,7 +1217,11 @@ mod tests {
         assert_eq!(hits(&tree, iv(0, 100)), [(5, 15, 2)]);
         assert_eq!(tree.span(), Some(iv(5, 15)));
 
-        assert_eq!(tree.remove(a), Some((iv(0, 9), 1)), "a detached node can be removed");
+        assert_eq!(
+            tree.remove(a),
+            Some((iv(0, 9), 1)),
+            "a detached node can be removed"
+        );
         assert_eq!(tree.len(), 1);
         checked(&tree);
     }
@@ -1134,7 +1234,12 @@ mod tests {
         let new = tree.insert(iv(0, 9), 2);
         assert_eq!(new.slot(), old.slot(), "the slot is reused");
         assert_ne!(new, old, "with a new generation");
-        for h in [old, Handle::from_bits(1), Handle::from_bits(u64::MAX), Handle::new(NIL, 0)] {
+        for h in [
+            old,
+            Handle::from_bits(1),
+            Handle::from_bits(u64::MAX),
+            Handle::new(NIL, 0),
+        ] {
             assert!(!tree.contains(h) && !tree.is_attached(h));
             assert!(tree.get(h).is_none() && tree.get_mut(h).is_none());
             assert!(!tree.attach(h) && !tree.detach(h));
@@ -1151,7 +1256,10 @@ mod tests {
         let first = tree.insert(iv(1, 1), 1);
         tree.remove(first);
         // Pretend slot 0 has been reused until its last generation.
-        tree.slots[0] = Slot::Vacant { generation: u32::MAX, next_free: NIL };
+        tree.slots[0] = Slot::Vacant {
+            generation: u32::MAX,
+            next_free: NIL,
+        };
         let last_gen = tree.insert(iv(2, 2), 2);
         assert_eq!((last_gen.slot(), last_gen.generation()), (0, u32::MAX));
         assert_eq!(tree.remove(last_gen), Some((iv(2, 2), 2)));
@@ -1173,7 +1281,10 @@ mod tests {
         let mut at_zero: Vec<u64> = hits(&tree, iv(0, 0)).into_iter().map(|h| h.2).collect();
         at_zero.sort_unstable();
         assert_eq!(at_zero, [0, 2]);
-        assert_eq!(hits(&tree, iv(u64::MAX, u64::MAX)), [(0, u64::MAX, 2), (u64::MAX, u64::MAX, 1)]);
+        assert_eq!(
+            hits(&tree, iv(u64::MAX, u64::MAX)),
+            [(0, u64::MAX, 2), (u64::MAX, u64::MAX, 1)]
+        );
         assert_eq!(tree.count_overlap(iv(1, u64::MAX - 1)), 1);
         assert_eq!(tree.count_overlap(iv(0, u64::MAX)), 3);
         assert!(tree.remove(all).is_some());
@@ -1222,7 +1333,10 @@ mod tests {
             checked(&tree);
             // 1.44 log2(n + 2) bounds an AVL tree's height.
             let height = f64::from(tree.node(tree.root).height);
-            assert!(height <= 1.45 * (f64::from(10_000u32) + 2.0).log2(), "height {height}");
+            assert!(
+                height <= 1.45 * (f64::from(10_000u32) + 2.0).log2(),
+                "height {height}"
+            );
             assert_eq!(tree.iter().len(), 10_000);
             let starts: Vec<u64> = tree.iter().map(|(_, i, _)| i.start()).collect();
             assert!(starts.windows(2).all(|w| w[0] < w[1]));
@@ -1242,10 +1356,15 @@ mod tests {
                 0 => (0..257).collect(),
                 1 => (0..257).rev().collect(),
                 2 => (0..257).map(|k| (k * 101) % 257).collect(),
-                _ => (0..257).map(|k| if k % 2 == 0 { k / 2 } else { 256 - k / 2 }).collect(),
+                _ => (0..257)
+                    .map(|k| if k % 2 == 0 { k / 2 } else { 256 - k / 2 })
+                    .collect(),
             };
             for (done, &k) in order.iter().enumerate() {
-                assert_eq!(tree.remove(handles[k]), Some((interval(k as u64), k as u64)));
+                assert_eq!(
+                    tree.remove(handles[k]),
+                    Some((interval(k as u64), k as u64))
+                );
                 checked(&tree);
                 assert_eq!(tree.len(), 256 - done);
             }
@@ -1279,7 +1398,8 @@ mod tests {
         let empty: IntervalTree<u64> = IntervalTree::bulk_build(Vec::new());
         assert!(empty.is_empty());
         checked(&empty);
-        let big = IntervalTree::bulk_build((0..1000u64).map(|k| (iv(k % 37, k % 37 + k), k)).collect());
+        let big =
+            IntervalTree::bulk_build((0..1000u64).map(|k| (iv(k % 37, k % 37 + k), k)).collect());
         checked(&big);
     }
 
@@ -1367,6 +1487,9 @@ mod tests {
         let h = t.insert(iv(0, 0), 99);
         t.remove(h);
         t.free_head = NIL;
-        assert!(t.check_invariants().unwrap_err().contains("neither free nor retired"));
+        assert!(t
+            .check_invariants()
+            .unwrap_err()
+            .contains("neither free nor retired"));
     }
 }

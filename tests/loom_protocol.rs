@@ -58,7 +58,10 @@ struct Mm {
 impl Mm {
     fn new() -> Self {
         Self {
-            state: Mutex::new(State { proto: Protocol::new(), sets: 0 }),
+            state: Mutex::new(State {
+                proto: Protocol::new(),
+                sets: 0,
+            }),
             epoch_closed: Condvar::new(),
         }
     }
@@ -124,7 +127,10 @@ impl Mm {
             Removal::Deferred { wait_seq } => self.wait_seq_change(wait_seq),
         }
         // D4: the deferred list was applied before the waiter could return.
-        assert!(self.lock().proto.sub(key).is_none(), "remove returned with the node still linked");
+        assert!(
+            self.lock().proto.sub(key).is_none(),
+            "remove returned with the node still linked"
+        );
     }
 
     fn set_seq(&self, key: SubKey, cur_seq: u64, count: bool) {
@@ -153,7 +159,10 @@ struct Driver {
 
 impl Driver {
     fn new() -> Self {
-        Self { mirror: Mutex::new(None), pte: AtomicU64::new(0) }
+        Self {
+            mirror: Mutex::new(None),
+            pte: AtomicU64::new(0),
+        }
     }
 }
 
@@ -188,12 +197,23 @@ fn reader(mm: &Mm, drv: &Driver, key: SubKey) {
 
 /// An invalidation of `[start, end)`: start, callbacks outside the lock, change the page
 /// table, end. `removed` is the flag of a subscription whose callback must no longer run.
-fn invalidate(mm: &Mm, drv: &Driver, start: u64, end: u64, reader_key: SubKey, new_pte: u64, removed: &[(SubKey, &AtomicBool)]) {
+fn invalidate(
+    mm: &Mm,
+    drv: &Driver,
+    start: u64,
+    end: u64,
+    reader_key: SubKey,
+    new_pte: u64,
+    removed: &[(SubKey, &AtomicBool)],
+) {
     let (cur_seq, keys) = mm.start(start, end);
     for &k in &keys {
         assert_eq!(cur_seq & 1, 1, "cur_seq is odd for every callback (R83)");
         if let Some((_, flag)) = removed.iter().find(|(rk, _)| *rk == k) {
-            assert!(!flag.load(Ordering::SeqCst), "callback ran after its remove() returned (R40)");
+            assert!(
+                !flag.load(Ordering::SeqCst),
+                "callback ran after its remove() returned (R40)"
+            );
         }
         if k == reader_key {
             reader_callback(mm, drv, k, cur_seq);
@@ -208,7 +228,10 @@ fn invalidate(mm: &Mm, drv: &Driver, start: u64, end: u64, reader_key: SubKey, n
 fn assert_mirror_fresh(drv: &Driver) {
     let mirror = *drv.mirror.lock().unwrap();
     let pte = drv.pte.load(Ordering::SeqCst);
-    assert!(mirror.is_none() || mirror == Some(pte), "stale mirror {mirror:?}, page table {pte}");
+    assert!(
+        mirror.is_none() || mirror == Some(pte),
+        "stale mirror {mirror:?}, page table {pte}"
+    );
 }
 
 /// Invalidator x reader x remover: the invalidation hits both subscriptions, so the removal may
@@ -290,13 +313,17 @@ fn inserter_remover_and_invalidator() {
         let c_key = Arc::new(Mutex::new(None::<SubKey>));
 
         let inv = {
-            let (mm, drv, c_removed, c_key) = (mm.clone(), drv.clone(), c_removed.clone(), c_key.clone());
+            let (mm, drv, c_removed, c_key) =
+                (mm.clone(), drv.clone(), c_removed.clone(), c_key.clone());
             thread::spawn(move || {
                 let (cur_seq, keys) = mm.start(0x1000, 0x4000);
                 let c = *c_key.lock().unwrap();
                 for &k in &keys {
                     if Some(k) == c {
-                        assert!(!c_removed.load(Ordering::SeqCst), "callback after remove (R40)");
+                        assert!(
+                            !c_removed.load(Ordering::SeqCst),
+                            "callback after remove (R40)"
+                        );
                     }
                     if k == a {
                         reader_callback(&mm, &drv, k, cur_seq);
@@ -319,7 +346,10 @@ fn inserter_remover_and_invalidator() {
         let (s, _) = mm.read_begin(c);
         {
             let g = mm.lock();
-            assert!(g.proto.tree().is_attached(c), "read_begin returned with C still deferred");
+            assert!(
+                g.proto.tree().is_attached(c),
+                "read_begin returned with C still deferred"
+            );
             assert_eq!(s & 1, 1, "subscription seqs are odd (R31)");
         }
         mm.remove(c);
@@ -335,33 +365,39 @@ fn inserter_remover_and_invalidator() {
 /// waits for the last end.
 #[test]
 fn deferred_insert_dropped_and_remove_waits_for_last_end() {
-    model("deferred_insert_dropped_and_remove_waits_for_last_end", || {
-        let mm = Arc::new(Mm::new());
-        let a = mm.insert(0x1000, 0x1000, "A");
-        let a_removed = Arc::new(AtomicBool::new(false));
-        let inv: Vec<_> = (0..2)
-            .map(|_| {
-                let (mm, a_removed) = (mm.clone(), a_removed.clone());
-                thread::spawn(move || {
-                    let (cur_seq, keys) = mm.start(0x1000, 0x2000);
-                    for &k in &keys {
-                        assert!(!a_removed.load(Ordering::SeqCst), "callback after remove (R40)");
-                        mm.set_seq(k, cur_seq, false);
-                    }
-                    mm.end();
+    model(
+        "deferred_insert_dropped_and_remove_waits_for_last_end",
+        || {
+            let mm = Arc::new(Mm::new());
+            let a = mm.insert(0x1000, 0x1000, "A");
+            let a_removed = Arc::new(AtomicBool::new(false));
+            let inv: Vec<_> = (0..2)
+                .map(|_| {
+                    let (mm, a_removed) = (mm.clone(), a_removed.clone());
+                    thread::spawn(move || {
+                        let (cur_seq, keys) = mm.start(0x1000, 0x2000);
+                        for &k in &keys {
+                            assert!(
+                                !a_removed.load(Ordering::SeqCst),
+                                "callback after remove (R40)"
+                            );
+                            mm.set_seq(k, cur_seq, false);
+                        }
+                        mm.end();
+                    })
                 })
-            })
-            .collect();
-        let d = mm.insert(0x1000, 0x10, "D");
-        mm.remove(d);
-        mm.remove(a);
-        a_removed.store(true, Ordering::SeqCst);
-        for t in inv {
-            t.join().unwrap();
-        }
-        mm.check_quiescent();
-        assert!(mm.lock().proto.is_empty());
-    });
+                .collect();
+            let d = mm.insert(0x1000, 0x10, "D");
+            mm.remove(d);
+            mm.remove(a);
+            a_removed.store(true, Ordering::SeqCst);
+            for t in inv {
+                t.join().unwrap();
+            }
+            mm.check_quiescent();
+            assert!(mm.lock().proto.is_empty());
+        },
+    );
 }
 
 /// The checker itself: a mutant whose end wakes the waiters *before* closing the epoch loses

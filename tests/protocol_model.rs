@@ -11,21 +11,18 @@ use std::collections::BTreeMap;
 use mmn_fast::protocol::{Ended, InsertState, Protocol, Removal, SubKey};
 use mmn_fast::Interval;
 
-/// splitmix64, seedable.
-struct Rng(u64);
+mod support;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
+use support::Rng;
 
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
+/// Where a subscription is, for the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    InTree,
+    /// Deferred insert: off-tree until the closing end (R35c).
+    PendingInsert,
+    /// Deferred remove: in the tree until the closing end (R39b).
+    PendingRemove,
 }
 
 /// What the model knows of one subscription.
@@ -33,10 +30,14 @@ impl Rng {
 struct ModelSub {
     iv: Interval,
     seq: u64,
-    in_tree: bool,
-    pending_insert: bool,
-    pending_remove: bool,
+    place: Place,
     native: bool,
+}
+
+impl ModelSub {
+    fn in_tree(&self) -> bool {
+        self.place != Place::PendingInsert
+    }
 }
 
 /// The rules, with nothing clever: lists and linear scans.
@@ -54,7 +55,7 @@ impl Model {
         let hit: Vec<u64> = self
             .subs
             .iter()
-            .filter(|(_, s)| s.in_tree && s.iv.overlaps(q))
+            .filter(|(_, s)| s.in_tree() && s.iv.overlaps(q))
             .map(|(&id, _)| id)
             .collect();
         if !hit.is_empty() {
@@ -85,17 +86,14 @@ impl Model {
         let mut freed = Vec::new();
         if self.active == 0 && self.seq & 1 == 1 {
             self.seq += 1; // R9
-            let ids: Vec<u64> = self.subs.keys().copied().collect();
-            for id in ids {
-                let s = self.subs.get_mut(&id).unwrap();
-                if s.pending_insert {
-                    s.pending_insert = false;
-                    s.in_tree = true;
-                } else if s.pending_remove {
-                    self.subs.remove(&id);
-                    freed.push(id);
+            for (&id, s) in &mut self.subs {
+                match s.place {
+                    Place::PendingInsert => s.place = Place::InTree,
+                    Place::PendingRemove => freed.push(id),
+                    Place::InTree => {}
                 }
             }
+            self.subs.retain(|_, s| s.place != Place::PendingRemove);
         }
         Some(freed)
     }
@@ -107,116 +105,177 @@ fn random_interval(rng: &mut Rng) -> Interval {
     Interval::from_start_length(start, length).unwrap()
 }
 
-fn run(seed: u64, steps: usize) {
-    let mut rng = Rng(seed);
-    let mut p: Protocol<u64> = Protocol::new();
-    let mut m = Model { seq: 2, ..Model::default() };
-    let mut keys: BTreeMap<u64, SubKey> = BTreeMap::new();
-    let mut next_id = 0u64;
-    for step in 0..steps {
-        let ctx = || format!("seed {seed} step {step}");
-        match rng.below(10) {
-            0..=2 => {
-                let iv = random_interval(&mut rng);
-                let native = rng.below(3) == 0;
-                let (key, state) = p.insert(iv, native, next_id).unwrap();
-                let (expect_state, in_tree) = if m.active == 0 {
-                    (InsertState::Idle, true)
-                } else if m.seq & 1 == 0 {
-                    m.seq |= 1;
-                    (InsertState::PartiallyExcluded, true)
-                } else {
-                    (InsertState::Deferred, false)
-                };
-                assert_eq!(state, expect_state, "{}", ctx());
-                let seq = if expect_state == InsertState::Idle { m.seq - 1 } else { m.seq };
-                m.subs.insert(
-                    next_id,
-                    ModelSub { iv, seq, in_tree, pending_insert: !in_tree, pending_remove: false, native },
-                );
-                keys.insert(next_id, key);
-                next_id += 1;
-            }
-            3..=4 if !m.subs.is_empty() => {
-                let ids: Vec<u64> = m.subs.keys().copied().collect();
-                let id = ids[usize::try_from(rng.below(ids.len() as u64)).unwrap()];
-                let key = keys[&id];
-                let s = m.subs[&id].clone();
-                let outcome = p.remove(key);
-                if s.pending_remove {
-                    assert!(outcome.is_err(), "{}: second remove accepted", ctx());
-                } else if m.seq & 1 == 1 && s.in_tree {
-                    assert!(
-                        matches!(outcome, Ok(Removal::Deferred { wait_seq }) if wait_seq == m.seq),
-                        "{}: remove during an epoch must defer",
-                        ctx()
-                    );
-                    m.subs.get_mut(&id).unwrap().pending_remove = true;
-                } else {
-                    assert!(matches!(outcome, Ok(Removal::Done(_))), "{}", ctx());
-                    m.subs.remove(&id);
-                    keys.remove(&id);
-                }
-            }
-            5..=6 => {
-                let q = random_interval(&mut rng);
-                let mut got = Vec::new();
-                let started = p.start(q, |_, _, sub, cur| {
-                    assert_eq!(cur & 1, 1, "R83: cur_seq is odd");
-                    got.push(sub.payload);
-                });
-                got.sort_unstable();
-                let (cur, want, hits) = m.start(q);
-                assert_eq!((started.cur_seq, got, started.hits), (cur, want, hits), "{}", ctx());
-            }
-            7..=8 => {
-                let ended = p.end();
-                match m.end() {
-                    None => assert!(ended.is_err(), "{}: end with nothing active", ctx()),
-                    Some(mut want) => {
-                        let mut freed = match ended.unwrap() {
-                            Ended::Open => Vec::new(),
-                            Ended::Closed { freed } => freed,
-                        };
-                        // Removed natives still on the journal stay with the protocol.
-                        want.retain(|id| !m.journal.contains(id));
-                        freed.sort_unstable();
-                        want.sort_unstable();
-                        assert_eq!(freed, want, "{}", ctx());
-                        for id in &want {
-                            keys.remove(id);
-                        }
-                    }
-                }
-            }
-            _ => {
-                let mut drained = Vec::new();
-                p.drain_journal(|id| drained.push(*id));
-                drained.sort_unstable();
-                let mut want = std::mem::take(&mut m.journal);
-                want.sort_unstable();
-                assert_eq!(drained, want, "{}: journal", ctx());
-                keys.retain(|id, _| m.subs.contains_key(id));
-            }
+/// The implementation under test and the model, side by side.
+struct Pair {
+    p: Protocol<u64>,
+    m: Model,
+    keys: BTreeMap<u64, SubKey>,
+    next_id: u64,
+}
+
+impl Pair {
+    fn insert(&mut self, rng: &mut Rng, ctx: &str) {
+        let (p, m) = (&mut self.p, &mut self.m);
+        let iv = random_interval(rng);
+        let native = rng.below(3) == 0;
+        let (key, state) = p.insert(iv, native, self.next_id).unwrap();
+        let expect = if m.active == 0 {
+            InsertState::Idle
+        } else if m.seq & 1 == 0 {
+            m.seq |= 1; // R8b
+            InsertState::PartiallyExcluded
+        } else {
+            InsertState::Deferred
+        };
+        assert_eq!(state, expect, "{ctx}");
+        let (seq, place) = match expect {
+            InsertState::Idle => (m.seq - 1, Place::InTree),
+            InsertState::PartiallyExcluded => (m.seq, Place::InTree),
+            InsertState::Deferred => (m.seq, Place::PendingInsert),
+        };
+        m.subs.insert(
+            self.next_id,
+            ModelSub {
+                iv,
+                seq,
+                place,
+                native,
+            },
+        );
+        self.keys.insert(self.next_id, key);
+        self.next_id += 1;
+    }
+
+    fn remove(&mut self, rng: &mut Rng, ctx: &str) {
+        let (p, m) = (&mut self.p, &mut self.m);
+        let ids: Vec<u64> = m.subs.keys().copied().collect();
+        let id = ids[rng.index(ids.len())];
+        let s = m.subs[&id].clone();
+        let outcome = p.remove(self.keys[&id]);
+        if s.place == Place::PendingRemove {
+            assert!(outcome.is_err(), "{ctx}: second remove accepted");
+        } else if m.seq & 1 == 1 && s.in_tree() {
+            assert!(
+                matches!(outcome, Ok(Removal::Deferred { wait_seq }) if wait_seq == m.seq),
+                "{ctx}: remove during an epoch must defer (R39b)"
+            );
+            m.subs.get_mut(&id).unwrap().place = Place::PendingRemove;
+        } else {
+            assert!(matches!(outcome, Ok(Removal::Done(_))), "{ctx}");
+            m.subs.remove(&id);
+            self.keys.remove(&id);
         }
-        // Compare the whole state (R81-R84).
-        assert_eq!((p.seq(), p.active()), (m.seq, m.active), "{}", ctx());
-        assert_eq!(p.len(), m.subs.values().filter(|s| s.in_tree).count(), "{}", ctx());
+    }
+
+    fn start(&mut self, rng: &mut Rng, ctx: &str) {
+        let q = random_interval(rng);
+        let mut got = Vec::new();
+        let started = self.p.start(q, |_, _, sub, cur| {
+            assert_eq!(cur & 1, 1, "R83: cur_seq is odd");
+            got.push(sub.payload);
+        });
+        got.sort_unstable();
+        let (cur, want, hits) = self.m.start(q);
+        assert_eq!(
+            (started.cur_seq, got, started.hits),
+            (cur, want, hits),
+            "{ctx}"
+        );
+    }
+
+    fn end(&mut self, ctx: &str) {
+        let ended = self.p.end();
+        let Some(mut want) = self.m.end() else {
+            assert!(ended.is_err(), "{ctx}: end with nothing active (D6)");
+            return;
+        };
+        let mut freed = match ended.unwrap() {
+            Ended::Open => Vec::new(),
+            Ended::Closed { freed } => freed,
+        };
+        // Removed natives still on the journal stay with the protocol until the drain.
+        want.retain(|id| !self.m.journal.contains(id));
+        freed.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(freed, want, "{ctx}");
+        for id in &want {
+            self.keys.remove(id);
+        }
+    }
+
+    fn drain(&mut self, ctx: &str) {
+        let mut drained = Vec::new();
+        self.p.drain_journal(|id| drained.push(*id));
+        drained.sort_unstable();
+        let mut want = std::mem::take(&mut self.m.journal);
+        want.sort_unstable();
+        assert_eq!(drained, want, "{ctx}: journal");
+        let subs = &self.m.subs;
+        self.keys.retain(|id, _| subs.contains_key(id));
+    }
+
+    /// The whole state agrees (R25, R81-R84).
+    fn compare(&self, ctx: &str) {
+        let (p, m) = (&self.p, &self.m);
+        assert_eq!((p.seq(), p.active()), (m.seq, m.active), "{ctx}");
+        assert_eq!(
+            p.len(),
+            m.subs
+                .values()
+                .filter(|s| s.place != Place::PendingInsert)
+                .count(),
+            "{ctx}"
+        );
         for (id, s) in &m.subs {
-            let key = keys[id];
-            assert_eq!(p.sub(key).map(|(_, sub)| sub.seq()), Some(s.seq), "{}: sub {id} seq", ctx());
+            let key = self.keys[id];
+            assert_eq!(
+                p.sub(key).map(|(_, sub)| sub.seq()),
+                Some(s.seq),
+                "{ctx}: sub {id} seq"
+            );
             let (seq, wait) = p.read_begin(key).unwrap();
-            assert_eq!((seq, wait), (s.seq, s.seq == m.seq), "{}: read_begin R25", ctx());
+            assert_eq!(
+                (seq, wait),
+                (s.seq, s.seq == m.seq),
+                "{ctx}: read_begin R25"
+            );
         }
         if let Err(e) = p.check_invariants() {
-            panic!("{}: {e}", ctx());
+            panic!("{ctx}: {e}");
         }
+    }
+}
+
+fn run(seed: u64, steps: usize) {
+    let mut rng = Rng(seed);
+    let mut pair = Pair {
+        p: Protocol::new(),
+        m: Model {
+            seq: 2,
+            ..Model::default()
+        },
+        keys: BTreeMap::new(),
+        next_id: 0,
+    };
+    for step in 0..steps {
+        let ctx = format!("seed {seed} step {step}");
+        match rng.below(10) {
+            0..=2 => pair.insert(&mut rng, &ctx),
+            3..=4 if !pair.m.subs.is_empty() => pair.remove(&mut rng, &ctx),
+            5..=6 => pair.start(&mut rng, &ctx),
+            7..=8 => pair.end(&ctx),
+            _ => pair.drain(&ctx),
+        }
+        pair.compare(&ctx);
     }
 }
 
 #[test]
 fn protocol_matches_the_model() {
-    if let Some(seed) = std::env::var("PROTOCOL_MODEL_SEED").ok().and_then(|s| s.parse().ok()) {
+    if let Some(seed) = std::env::var("PROTOCOL_MODEL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
         run(seed, 5_000);
         return;
     }

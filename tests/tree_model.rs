@@ -9,31 +9,9 @@ use std::panic::{self, AssertUnwindSafe};
 
 use mmn_fast::{Handle, Interval, IntervalTree};
 
-/// splitmix64: small, seedable, good enough to drive a model test.
-struct Rng(u64);
+mod support;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform-ish in `[0, n)`; `n > 0`.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn index(&mut self, len: usize) -> usize {
-        usize::try_from(self.below(len as u64)).unwrap()
-    }
-
-    fn percent(&mut self, p: u64) -> bool {
-        self.below(100) < p
-    }
-}
+use support::Rng;
 
 /// Where the intervals and queries come from.
 #[derive(Clone, Copy, Debug)]
@@ -105,8 +83,11 @@ impl Model {
     }
 
     fn overlapping(&self, q: Interval) -> Vec<Hit> {
-        let mut hits: Vec<Hit> =
-            self.attached().filter(|e| e.iv.overlaps(q)).map(|e| hit(e.handle, e.iv, e.value)).collect();
+        let mut hits: Vec<Hit> = self
+            .attached()
+            .filter(|e| e.iv.overlaps(q))
+            .map(|e| hit(e.handle, e.iv, e.value))
+            .collect();
         hits.sort_unstable();
         hits
     }
@@ -163,7 +144,10 @@ fn compare_queries(tree: &mut IntervalTree<u64>, model: &mut Model, rng: &mut Rn
     let q = gen_query(rng, shape, model);
     let want = model.overlapping(q);
     let got: Vec<Hit> = tree.overlaps(q).map(|(h, i, v)| hit(h, i, *v)).collect();
-    assert!(got.windows(2).all(|w| w[0].1 <= w[1].1), "overlaps({q:?}) not in ascending start order");
+    assert!(
+        got.windows(2).all(|w| w[0].1 <= w[1].1),
+        "overlaps({q:?}) not in ascending start order"
+    );
     let mut sorted = got.clone();
     sorted.sort_unstable();
     assert_eq!(sorted, want, "overlaps({q:?})");
@@ -176,8 +160,15 @@ fn compare_queries(tree: &mut IntervalTree<u64>, model: &mut Model, rng: &mut Rn
             visited.push(hit(h, i, *v));
             *v += 1;
         });
-        assert_eq!(visited, got, "for_each_overlap_mut({q:?}) differs from overlaps");
-        for e in model.entries.iter_mut().filter(|e| e.attached && e.iv.overlaps(q)) {
+        assert_eq!(
+            visited, got,
+            "for_each_overlap_mut({q:?}) differs from overlaps"
+        );
+        for e in model
+            .entries
+            .iter_mut()
+            .filter(|e| e.attached && e.iv.overlaps(q))
+        {
             e.value += 1;
         }
     }
@@ -185,17 +176,30 @@ fn compare_queries(tree: &mut IntervalTree<u64>, model: &mut Model, rng: &mut Rn
 
 fn compare_all(tree: &IntervalTree<u64>, model: &Model) {
     assert_eq!(tree.len(), model.attached().count(), "len");
-    assert_eq!(tree.is_empty(), tree.len() == 0, "is_empty");
+    assert_eq!(tree.is_empty(), tree.iter().next().is_none(), "is_empty");
     assert_eq!(tree.span(), model.span(), "span");
     let got: Vec<Hit> = tree.iter().map(|(h, i, v)| hit(h, i, *v)).collect();
     assert_eq!(tree.iter().len(), got.len(), "iter().len()");
-    assert!(got.windows(2).all(|w| w[0].1 <= w[1].1), "iter not in ascending start order");
+    assert!(
+        got.windows(2).all(|w| w[0].1 <= w[1].1),
+        "iter not in ascending start order"
+    );
     let mut sorted = got;
     sorted.sort_unstable();
     assert_eq!(sorted, model.overlapping(iv(0, u64::MAX)), "iter");
     for e in &model.entries {
-        assert_eq!(tree.get(e.handle), Some((e.iv, &e.value)), "get({:?})", e.handle);
-        assert_eq!(tree.is_attached(e.handle), e.attached, "is_attached({:?})", e.handle);
+        assert_eq!(
+            tree.get(e.handle),
+            Some((e.iv, &e.value)),
+            "get({:?})",
+            e.handle
+        );
+        assert_eq!(
+            tree.is_attached(e.handle),
+            e.attached,
+            "is_attached({:?})",
+            e.handle
+        );
     }
 }
 
@@ -206,15 +210,25 @@ struct Progress {
     op: &'static str,
 }
 
-#[allow(clippy::too_many_lines, reason = "one arm per operation, each with its checks")]
-fn run(p: &Profile, progress: &mut Progress) {
-    let mut rng = Rng(p.seed);
+#[allow(
+    clippy::too_many_lines,
+    reason = "one arm per operation, each with its checks"
+)]
+fn run(profile: &Profile, progress: &mut Progress) {
+    let mut rng = Rng(profile.seed);
     let mut model = Model::default();
-    let mut tree = if p.bulk {
-        let items: Vec<(Interval, u64)> = (0..p.target).map(|k| (gen_interval(&mut rng, p.shape), k as u64)).collect();
+    let mut tree = if profile.bulk {
+        let items: Vec<(Interval, u64)> = (0..profile.target)
+            .map(|k| (gen_interval(&mut rng, profile.shape), k as u64))
+            .collect();
         for (k, &(i, value)) in items.iter().enumerate() {
             let handle = Handle::from_bits(k as u64);
-            model.entries.push(Entry { handle, iv: i, value, attached: true });
+            model.entries.push(Entry {
+                handle,
+                iv: i,
+                value,
+                attached: true,
+            });
         }
         IntervalTree::bulk_build(items)
     } else {
@@ -223,12 +237,16 @@ fn run(p: &Profile, progress: &mut Progress) {
     tree.check_invariants().unwrap();
     compare_all(&tree, &model);
     let mut next_value = 1_000_000u64;
-    for step in 0..p.steps {
+    for step in 0..profile.steps {
         progress.step = step;
         let size = tree.len();
         // Weights of insert, insert_detached, attach, detach, remove, stale handle, unknown
         // handle, get_mut; the rest (out of 100) are queries and the rare drain.
-        let weights = if size < p.target { [40, 6, 8, 6, 6, 4, 2, 2] } else { [14, 4, 8, 8, 18, 4, 2, 2] };
+        let weights = if size < profile.target {
+            [40, 6, 8, 6, 6, 4, 2, 2]
+        } else {
+            [14, 4, 8, 8, 18, 4, 2, 2]
+        };
         let mut bounds = weights;
         for k in 1..bounds.len() {
             bounds[k] += bounds[k - 1];
@@ -237,20 +255,39 @@ fn run(p: &Profile, progress: &mut Progress) {
         let any = !model.entries.is_empty();
         if roll < bounds[0] {
             progress.op = "insert";
-            let i = gen_interval(&mut rng, p.shape);
+            let i = gen_interval(&mut rng, profile.shape);
             next_value += 1;
             let handle = tree.insert(i, next_value);
-            assert!(model.entries.iter().all(|e| e.handle != handle), "insert reused a live handle");
-            assert!(!model.stale.contains(&handle), "insert handed out a stale handle again");
-            model.entries.push(Entry { handle, iv: i, value: next_value, attached: true });
+            assert!(
+                model.entries.iter().all(|e| e.handle != handle),
+                "insert reused a live handle"
+            );
+            assert!(
+                !model.stale.contains(&handle),
+                "insert handed out a stale handle again"
+            );
+            model.entries.push(Entry {
+                handle,
+                iv: i,
+                value: next_value,
+                attached: true,
+            });
         } else if roll < bounds[1] {
             progress.op = "insert_detached";
-            let i = gen_interval(&mut rng, p.shape);
+            let i = gen_interval(&mut rng, profile.shape);
             next_value += 1;
             let handle = tree.insert_detached(i, next_value);
-            assert!(!model.stale.contains(&handle), "insert_detached handed out a stale handle again");
+            assert!(
+                !model.stale.contains(&handle),
+                "insert_detached handed out a stale handle again"
+            );
             assert!(tree.contains(handle) && !tree.is_attached(handle));
-            model.entries.push(Entry { handle, iv: i, value: next_value, attached: false });
+            model.entries.push(Entry {
+                handle,
+                iv: i,
+                value: next_value,
+                attached: false,
+            });
         } else if roll < bounds[2] && any {
             progress.op = "attach";
             let k = rng.index(model.entries.len());
@@ -267,16 +304,27 @@ fn run(p: &Profile, progress: &mut Progress) {
             progress.op = "remove";
             let k = rng.index(model.entries.len());
             let e = model.entries.swap_remove(k);
-            assert_eq!(tree.remove(e.handle), Some((e.iv, e.value)), "remove({:?})", e.handle);
+            assert_eq!(
+                tree.remove(e.handle),
+                Some((e.iv, e.value)),
+                "remove({:?})",
+                e.handle
+            );
             assert!(!tree.contains(e.handle));
             model.retire(&mut rng, e.handle);
         } else if roll < bounds[5] && !model.stale.is_empty() {
             progress.op = "stale handle";
             let h = model.stale[rng.index(model.stale.len())];
-            assert!(!tree.contains(h) && !tree.is_attached(h), "stale {h:?} still known");
+            assert!(
+                !tree.contains(h) && !tree.is_attached(h),
+                "stale {h:?} still known"
+            );
             assert_eq!(tree.get(h), None, "get(stale {h:?})");
             assert!(tree.get_mut(h).is_none(), "get_mut(stale {h:?})");
-            assert!(!tree.attach(h) && !tree.detach(h), "attach/detach(stale {h:?})");
+            assert!(
+                !tree.attach(h) && !tree.detach(h),
+                "attach/detach(stale {h:?})"
+            );
             assert_eq!(tree.remove(h), None, "remove(stale {h:?})");
         } else if roll < bounds[6] {
             progress.op = "unknown handle";
@@ -306,12 +354,17 @@ fn run(p: &Profile, progress: &mut Progress) {
             }
         } else {
             progress.op = "queries";
-            compare_queries(&mut tree, &mut model, &mut rng, p.shape);
+            compare_queries(&mut tree, &mut model, &mut rng, profile.shape);
         }
         if let Err(e) = tree.check_invariants() {
             panic!("check_invariants after {}: {e}", progress.op);
         }
-        assert_eq!(tree.len(), model.attached().count(), "len after {}", progress.op);
+        assert_eq!(
+            tree.len(),
+            model.attached().count(),
+            "len after {}",
+            progress.op
+        );
         assert_eq!(tree.span(), model.span(), "span after {}", progress.op);
         if step % 64 == 0 || tree.len() < 16 {
             progress.op = "compare_all";
@@ -325,7 +378,9 @@ fn run(p: &Profile, progress: &mut Progress) {
 fn check(mut profile: Profile) {
     if let Ok(text) = std::env::var("TREE_MODEL_SEED") {
         let text = text.trim();
-        let parsed = text.strip_prefix("0x").map_or_else(|| text.parse(), |hex| u64::from_str_radix(hex, 16));
+        let parsed = text
+            .strip_prefix("0x")
+            .map_or_else(|| text.parse(), |hex| u64::from_str_radix(hex, 16));
         profile.seed = parsed.expect("TREE_MODEL_SEED must be a u64, decimal or 0x hex");
     }
     let mut progress = Progress::default();
@@ -334,7 +389,13 @@ fn check(mut profile: Profile) {
         eprintln!(
             "tree_model FAILED: seed {:#x} ({:?}, target {}, bulk {}) at step {} during {}; \
              replay with TREE_MODEL_SEED={:#x}",
-            profile.seed, profile.shape, profile.target, profile.bulk, progress.step, progress.op, profile.seed
+            profile.seed,
+            profile.shape,
+            profile.target,
+            profile.bulk,
+            progress.step,
+            progress.op,
+            profile.seed
         );
         panic::resume_unwind(cause);
     }
@@ -343,36 +404,78 @@ fn check(mut profile: Profile) {
 #[test]
 fn tiny_dense_trees() {
     for seed in [1, 2, 3] {
-        check(Profile { seed, shape: Shape::Dense, target: 6, steps: 3000, bulk: false });
+        check(Profile {
+            seed,
+            shape: Shape::Dense,
+            target: 6,
+            steps: 3000,
+            bulk: false,
+        });
     }
 }
 
 #[test]
 fn small_dense_tree() {
-    check(Profile { seed: 0x5eed_0001, shape: Shape::Dense, target: 80, steps: 5000, bulk: false });
+    check(Profile {
+        seed: 0x5eed_0001,
+        shape: Shape::Dense,
+        target: 80,
+        steps: 5000,
+        bulk: false,
+    });
 }
 
 #[test]
 fn page_workload() {
-    check(Profile { seed: 0x5eed_0002, shape: Shape::Pages, target: 400, steps: 5000, bulk: false });
+    check(Profile {
+        seed: 0x5eed_0002,
+        shape: Shape::Pages,
+        target: 400,
+        steps: 5000,
+        bulk: false,
+    });
 }
 
 #[test]
 fn u64_extremes() {
-    check(Profile { seed: 0x5eed_0003, shape: Shape::Extremes, target: 200, steps: 5000, bulk: false });
+    check(Profile {
+        seed: 0x5eed_0003,
+        shape: Shape::Extremes,
+        target: 200,
+        steps: 5000,
+        bulk: false,
+    });
 }
 
 #[test]
 fn large_page_tree() {
-    check(Profile { seed: 0x5eed_0004, shape: Shape::Pages, target: 1500, steps: 5000, bulk: false });
+    check(Profile {
+        seed: 0x5eed_0004,
+        shape: Shape::Pages,
+        target: 1500,
+        steps: 5000,
+        bulk: false,
+    });
 }
 
 #[test]
 fn large_dense_tree_from_bulk_build() {
-    check(Profile { seed: 0x5eed_0005, shape: Shape::Dense, target: 3000, steps: 1000, bulk: true });
+    check(Profile {
+        seed: 0x5eed_0005,
+        shape: Shape::Dense,
+        target: 3000,
+        steps: 1000,
+        bulk: true,
+    });
 }
 
 #[test]
 fn extremes_from_bulk_build() {
-    check(Profile { seed: 0x5eed_0006, shape: Shape::Extremes, target: 300, steps: 3000, bulk: true });
+    check(Profile {
+        seed: 0x5eed_0006,
+        shape: Shape::Extremes,
+        target: 300,
+        steps: 3000,
+        bulk: true,
+    });
 }

@@ -7,6 +7,7 @@ non-contiguous view); results come back as bytes and leave as ``array('Q')``.
 
 from __future__ import annotations
 
+import operator
 from array import array
 from typing import Any
 
@@ -41,7 +42,7 @@ def _sequence_bytes(obj: Any, name: str) -> bytes:
     for item in items:
         if isinstance(item, (float, str, bytes)) or item is None:
             raise TypeError(f"{name} items must be ints, not {type(item).__name__}")
-        value = item.__index__() if not isinstance(item, int) else item
+        value = operator.index(item)
         if not 0 <= value < 1 << 64:
             raise OverflowError(f"{name} item {value} is outside 0 .. 2**64-1")
         words.append(value)

@@ -18,7 +18,9 @@ pub fn event_member(py: Python<'_>, code: u8) -> PyResult<Bound<'_, PyAny>> {
     static MEMBERS: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
     let members = MEMBERS.get_or_try_init(py, || -> PyResult<Py<PyTuple>> {
         let event = py.import("mmn_fast._types")?.getattr("Event")?;
-        let all = (0..EVENTS).map(|v| event.call1((v,))).collect::<PyResult<Vec<_>>>()?;
+        let all = (0..EVENTS)
+            .map(|v| event.call1((v,)))
+            .collect::<PyResult<Vec<_>>>()?;
         Ok(PyTuple::new(py, all)?.unbind())
     })?;
     members.bind(py).get_item(usize::from(code))
@@ -60,7 +62,9 @@ pub fn event_code(event: &Bound<'_, PyAny>) -> PyResult<u8> {
 pub fn timeout_arg(timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Option<std::time::Duration>> {
     let Some(obj) = timeout else { return Ok(None) };
     if obj.is_instance_of::<PyBool>() {
-        return Err(PyTypeError::new_err("timeout must be a number of seconds, not a bool"));
+        return Err(PyTypeError::new_err(
+            "timeout must be a number of seconds, not a bool",
+        ));
     }
     let secs: f64 = if obj.is_instance_of::<PyFloat>() {
         obj.extract()?

@@ -27,7 +27,10 @@ impl From<Error> for PyErr {
 pub fn would_block(py: Python<'_>) -> PyErr {
     static TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
     match TYPE.import(py, "mmn_fast._types", "WouldBlock") {
-        Ok(ty) => PyErr::from_type(ty.clone(), "a subscriber refused a non-blockable invalidation"),
+        Ok(ty) => PyErr::from_type(
+            ty.clone(),
+            "a subscriber refused a non-blockable invalidation",
+        ),
         Err(err) => err,
     }
 }

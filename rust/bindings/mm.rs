@@ -46,7 +46,13 @@ pub struct SubPayload {
 type Call = (Py<IntervalNotifier>, Py<PyAny>);
 
 /// The native half of `mmn_fast.MM`; see the module docs.
-#[pyclass(frozen, subclass, weakref, module = "mmn_fast._mmn_fast", name = "MMCore")]
+#[pyclass(
+    frozen,
+    subclass,
+    weakref,
+    module = "mmn_fast._mmn_fast",
+    name = "MMCore"
+)]
 pub struct MMCore {
     pub(crate) notifier: Notifier<SubPayload>,
     /// A classic notifier is registered: call the `_classic` hooks.
@@ -116,8 +122,12 @@ impl MMCore {
             let result = callback.bind(py).call1((obj.bind(py), range, &cur_seq));
             match errors.keep(result.and_then(|v| v.is_truthy())) {
                 Some(false) if blockable => {
-                    let sub = obj.bind(py).repr().map_or_else(|_| "?".into(), |r| r.to_string());
-                    let text = format!("{sub} returned False on a blockable range; ignored (SPEC D2)");
+                    let sub = obj
+                        .bind(py)
+                        .repr()
+                        .map_or_else(|_| "?".into(), |r| r.to_string());
+                    let text =
+                        format!("{sub} returned False on a blockable range; ignored (SPEC D2)");
                     warn(py, errors, &text);
                 }
                 Some(false) => return true,
@@ -169,7 +179,10 @@ impl MMCore {
         }
         errors.keep(this.end_interval());
         if let Some(token) = token {
-            collect_hook_errors(&mut errors, classic_hook(slf, intern!(py, "abort"), (token, range)));
+            collect_hook_errors(
+                &mut errors,
+                classic_hook(slf, intern!(py, "abort"), (token, range)),
+            );
         }
         errors.into_result(py)?;
         Ok(StartOutcome::Refused)
@@ -184,13 +197,21 @@ impl MMCore {
             return Ok(());
         }
         let mut errors = Collected::default();
-        collect_hook_errors(&mut errors, classic_hook(slf, intern!(py, "end"), (range, only_end)));
+        collect_hook_errors(
+            &mut errors,
+            classic_hook(slf, intern!(py, "end"), (range, only_end)),
+        );
         errors.into_result(py)
     }
 
     /// Wait, with the GIL released, until the epoch `w` is over; look for signals every
     /// [`WAIT_SLICE`]. Returns false when `timeout` ran out first.
-    pub(crate) fn wait_epoch(&self, py: Python<'_>, w: u64, timeout: Option<Duration>) -> PyResult<bool> {
+    pub(crate) fn wait_epoch(
+        &self,
+        py: Python<'_>,
+        w: u64,
+        timeout: Option<Duration>,
+    ) -> PyResult<bool> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             let slice = deadline.map_or(WAIT_SLICE, |d| {
@@ -260,7 +281,8 @@ fn classic_hook<'py>(
     name: &Bound<'py, pyo3::types::PyString>,
     args: impl pyo3::call::PyCallArgs<'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    slf.getattr(intern!(slf.py(), "_classic"))?.call_method1(name, args)
+    slf.getattr(intern!(slf.py(), "_classic"))?
+        .call_method1(name, args)
 }
 
 /// Collect the exceptions a hook returned (a list), or the one it raised.
@@ -306,7 +328,11 @@ impl MMCore {
                 tag.clone_ref(py),
             ),
         )?;
-        let payload = SubPayload { obj: obj.clone_ref(py), callback, tag };
+        let payload = SubPayload {
+            obj: obj.clone_ref(py),
+            callback,
+            tag,
+        };
         let native = payload.callback.is_none();
         let this = slf.get();
         {
@@ -329,7 +355,10 @@ impl MMCore {
 
     /// `mmu_notifier_invalidate_range_start_nonblock` (R20, D13): subscribers see a
     /// non-blockable range; a refusal returns False (the start has ended itself, D1).
-    fn invalidate_range_start_nonblock(slf: &Bound<'_, Self>, range: &Bound<'_, Range>) -> PyResult<bool> {
+    fn invalidate_range_start_nonblock(
+        slf: &Bound<'_, Self>,
+        range: &Bound<'_, Range>,
+    ) -> PyResult<bool> {
         let py = slf.py();
         let shown;
         let range = if range.get().blockable {
@@ -343,7 +372,11 @@ impl MMCore {
 
     /// `mmu_notifier_invalidate_range_end` / `_only_end` (R17, R49-R52, D5, D6).
     #[pyo3(signature = (range, *, only_end = false))]
-    fn invalidate_range_end(slf: &Bound<'_, Self>, range: &Bound<'_, Range>, only_end: bool) -> PyResult<()> {
+    fn invalidate_range_end(
+        slf: &Bound<'_, Self>,
+        range: &Bound<'_, Range>,
+        only_end: bool,
+    ) -> PyResult<()> {
         Self::end(slf, range, only_end)
     }
 
@@ -370,7 +403,11 @@ impl MMCore {
             vma.unwrap_or_else(|| py.None()),
             owner.unwrap_or_else(|| py.None()),
         )?;
-        Ok(Invalidation { mm: slf.clone().unbind(), range, entered: AtomicBool::new(false) })
+        Ok(Invalidation {
+            mm: slf.clone().unbind(),
+            range,
+            entered: AtomicBool::new(false),
+        })
     }
 
     /// `invalidate_many`'s native part: `starts` and `ends` are native-endian u64 arrays as
@@ -391,8 +428,16 @@ impl MMCore {
             if this.classic_on() {
                 // Classic notifiers need a Range and Python for every range.
                 let q = queries[i];
-                let range = Range::build(py, q.start(), q.last() + 1, event, true, py.None(), py.None())?
-                    .into_bound(py);
+                let range = Range::build(
+                    py,
+                    q.start(),
+                    q.last() + 1,
+                    event,
+                    true,
+                    py.None(),
+                    py.None(),
+                )?
+                .into_bound(py);
                 let (started, calls) = this.begin(py, q);
                 hits += started.hits as u64;
                 Self::finish_batch_range(slf, &range, started.cur_seq, calls)?;
@@ -417,8 +462,16 @@ impl MMCore {
                             })
                             .collect::<Vec<_>>()
                     };
-                    let range = Range::build(py, q.start(), q.last() + 1, event, true, py.None(), py.None())?
-                        .into_bound(py);
+                    let range = Range::build(
+                        py,
+                        q.start(),
+                        q.last() + 1,
+                        event,
+                        true,
+                        py.None(),
+                        py.None(),
+                    )?
+                    .into_bound(py);
                     Self::finish_batch_range(slf, &range, cur_seq, calls)?;
                     i += at + 1;
                 }
@@ -436,11 +489,14 @@ impl MMCore {
         {
             let mut guard = this.notifier.lock(); // under the lock
             if guard.released() {
-                return Err(PyValueError::new_err("the address space was already released"));
+                return Err(PyValueError::new_err(
+                    "the address space was already released",
+                ));
             }
             guard.mark_released();
         }
-        let range = Range::build(py, 0, u64::MAX, EVENT_RELEASE, true, py.None(), py.None())?.into_bound(py);
+        let range = Range::build(py, 0, u64::MAX, EVENT_RELEASE, true, py.None(), py.None())?
+            .into_bound(py);
         let mut errors = Collected::default();
         let (started, calls) = this.begin(py, range.get().query);
         {
@@ -457,7 +513,10 @@ impl MMCore {
     /// One entry (the tag) per native subscription invalidated since the last drain.
     fn drain_invalidated<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let mut tags = Vec::new();
-        let gone = self.notifier.lock().drain_journal(|p| tags.push(p.tag.clone_ref(py)));
+        let gone = self
+            .notifier
+            .lock()
+            .drain_journal(|p| tags.push(p.tag.clone_ref(py)));
         drop(gone);
         PyList::new(py, tags)
     }
@@ -466,7 +525,11 @@ impl MMCore {
     fn intervals<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let subs: Vec<Py<IntervalNotifier>> = {
             let guard = self.notifier.lock(); // under the lock
-            guard.tree().iter().map(|(_, _, sub)| sub.payload.obj.clone_ref(py)).collect()
+            guard
+                .tree()
+                .iter()
+                .map(|(_, _, sub)| sub.payload.obj.clone_ref(py))
+                .collect()
         };
         Ok(PyList::new(py, subs)?.try_iter()?.into_any())
     }
@@ -517,7 +580,9 @@ impl MMCore {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         // Never wait in the collector: a busy lock means the MM is in use, hence reachable.
-        let Some(guard) = self.notifier.try_lock() else { return Ok(()) };
+        let Some(guard) = self.notifier.try_lock() else {
+            return Ok(());
+        };
         let mut result = Ok(());
         guard.for_each_payload(|p| {
             if result.is_ok() {
@@ -576,7 +641,9 @@ fn resolve_callback(ops: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
 /// Decode and check a batch: equal lengths, whole u64 items, `start < end` for each (D3).
 fn queries_from_bytes(starts: &[u8], ends: &[u8]) -> PyResult<Vec<Interval>> {
     if starts.len() != ends.len() {
-        return Err(PyValueError::new_err("starts and ends have different lengths"));
+        return Err(PyValueError::new_err(
+            "starts and ends have different lengths",
+        ));
     }
     let words = |b: &[u8]| -> Vec<u64> {
         b.chunks_exact(8)
@@ -588,7 +655,8 @@ fn queries_from_bytes(starts: &[u8], ends: &[u8]) -> PyResult<Vec<Interval>> {
         .zip(words(ends))
         .enumerate()
         .map(|(i, (s, e))| {
-            Interval::from_range(s, e).map_err(|err| PyValueError::new_err(format!("range {i}: {err}")))
+            Interval::from_range(s, e)
+                .map_err(|err| PyValueError::new_err(format!("range {i}: {err}")))
         })
         .collect()
 }

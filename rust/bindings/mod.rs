@@ -21,6 +21,9 @@ fn _mmn_fast(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<subscription::IntervalNotifier>()?;
     m.add_class::<range::Range>()?;
     m.add_class::<tree::IntervalTreeCore>()?;
-    m.add("NODE_BYTES", crate::tree::IntervalTree::<Py<PyAny>>::NODE_BYTES)?;
+    m.add(
+        "NODE_BYTES",
+        crate::tree::IntervalTree::<Py<PyAny>>::NODE_BYTES,
+    )?;
     Ok(())
 }

@@ -30,7 +30,16 @@ impl Range {
         owner: Py<PyAny>,
     ) -> PyResult<Py<Self>> {
         let query = Interval::from_range(start, end)?;
-        Py::new(py, Self { query, event, blockable, vma, owner })
+        Py::new(
+            py,
+            Self {
+                query,
+                event,
+                blockable,
+                vma,
+                owner,
+            },
+        )
     }
 
     /// The same range with `blockable = false` (what a non-blocking start shows, D13).
@@ -89,7 +98,15 @@ impl Range {
         vma: Option<Py<PyAny>>,
     ) -> PyResult<Py<Self>> {
         let blockable = truthy_or_true(blockable)?;
-        Self::build(py, start, end, EVENT_MIGRATE, blockable, vma.unwrap_or_else(|| py.None()), owner)
+        Self::build(
+            py,
+            start,
+            end,
+            EVENT_MIGRATE,
+            blockable,
+            vma.unwrap_or_else(|| py.None()),
+            owner,
+        )
     }
 
     #[getter]
@@ -160,14 +177,28 @@ impl Range {
             && self.blockable == other.blockable
             && self.vma.bind(py).eq(&other.vma)?
             && self.owner.bind(py).eq(&other.owner)?;
-        Ok(pyo3::types::PyBool::new(py, same).to_owned().into_any().unbind())
+        Ok(pyo3::types::PyBool::new(py, same)
+            .to_owned()
+            .into_any()
+            .unbind())
     }
 
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
         let py = slf.py();
         let r = slf.get();
-        let ctor = py.import("mmn_fast._types")?.getattr("_range_from_fields")?;
-        let args = (r.start(), r.end(), r.event, r.blockable, r.vma.clone_ref(py), r.owner.clone_ref(py));
+        let ctor = py
+            .import("mmn_fast._types")?
+            .getattr("_range_from_fields")?;
+        let args = (
+            r.start(),
+            r.end(),
+            r.event,
+            r.blockable,
+            r.vma.clone_ref(py),
+            r.owner.clone_ref(py),
+        );
         Ok((ctor, args.into_pyobject(py)?))
     }
 }

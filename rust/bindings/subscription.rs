@@ -35,12 +35,20 @@ pub struct IntervalNotifier {
 }
 
 impl IntervalNotifier {
-    pub(crate) fn new(mm: Py<MMCore>, interval: Interval, ops: Option<Py<PyAny>>, tag: Py<PyAny>) -> Self {
+    pub(crate) fn new(
+        mm: Py<MMCore>,
+        interval: Interval,
+        ops: Option<Py<PyAny>>,
+        tag: Py<PyAny>,
+    ) -> Self {
         Self {
             mm,
             interval,
             key: AtomicU64::new(u64::MAX),
-            refs: Mutex::new(Refs { ops, tag: Some(tag) }),
+            refs: Mutex::new(Refs {
+                ops,
+                tag: Some(tag),
+            }),
             removed: AtomicBool::new(false),
         }
     }
@@ -93,12 +101,18 @@ impl IntervalNotifier {
     /// The `ops` given at insert (None for a native subscription).
     #[getter]
     fn ops(&self, py: Python<'_>) -> Py<PyAny> {
-        self.refs().ops.as_ref().map_or_else(|| py.None(), |o| o.clone_ref(py))
+        self.refs()
+            .ops
+            .as_ref()
+            .map_or_else(|| py.None(), |o| o.clone_ref(py))
     }
 
     #[getter]
     fn tag(&self, py: Python<'_>) -> Py<PyAny> {
-        self.refs().tag.as_ref().map_or_else(|| py.None(), |t| t.clone_ref(py))
+        self.refs()
+            .tag
+            .as_ref()
+            .map_or_else(|| py.None(), |t| t.clone_ref(py))
     }
 
     /// This subscription's `invalidate_seq` (always odd, R31).
@@ -127,7 +141,9 @@ impl IntervalNotifier {
         if mm.wait_epoch(py, seq, timeout)? {
             Ok(seq)
         } else {
-            Err(PyTimeoutError::new_err("read_begin timed out waiting for the invalidation to end"))
+            Err(PyTimeoutError::new_err(
+                "read_begin timed out waiting for the invalidation to end",
+            ))
         }
     }
 
@@ -159,7 +175,9 @@ impl IntervalNotifier {
     /// callback of this mm when it would have to wait (D6); neither changes anything.
     fn remove(&self, py: Python<'_>) -> PyResult<()> {
         if self.removed.swap(true, Ordering::AcqRel) {
-            return Err(PyValueError::new_err("this subscription was already removed"));
+            return Err(PyValueError::new_err(
+                "this subscription was already removed",
+            ));
         }
         let mm = self.mm.get();
         let key = self.key();

@@ -16,7 +16,13 @@ use crate::interval::Interval;
 use crate::tree::{Handle, IntervalTree};
 
 /// Closed intervals `[start, last]` over u64, each with a Python value.
-#[pyclass(frozen, subclass, weakref, module = "mmn_fast._mmn_fast", name = "IntervalTreeCore")]
+#[pyclass(
+    frozen,
+    subclass,
+    weakref,
+    module = "mmn_fast._mmn_fast",
+    name = "IntervalTreeCore"
+)]
 pub struct IntervalTreeCore {
     tree: RwLock<IntervalTree<Py<PyAny>>>,
 }
@@ -63,7 +69,9 @@ fn words(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
 /// Decode `[start, last]` pairs from native-endian u64 bytes, checking `start <= last`.
 fn intervals_from_bytes(starts: &[u8], lasts: &[u8]) -> PyResult<Vec<Interval>> {
     if starts.len() != lasts.len() {
-        return Err(PyValueError::new_err("starts and lasts have different lengths"));
+        return Err(PyValueError::new_err(
+            "starts and lasts have different lengths",
+        ));
     }
     words(starts)
         .zip(words(lasts))
@@ -83,12 +91,20 @@ impl IntervalTreeCore {
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
     fn new(_args: &Bound<'_, PyAny>, _kwargs: Option<&Bound<'_, PyAny>>) -> Self {
-        Self { tree: RwLock::new(IntervalTree::new()) }
+        Self {
+            tree: RwLock::new(IntervalTree::new()),
+        }
     }
 
     /// Add `[start, last]` with `value`; returns its handle. O(log n).
     #[pyo3(signature = (start, last, value = None))]
-    fn insert(&self, py: Python<'_>, start: u64, last: u64, value: Option<Py<PyAny>>) -> PyResult<u64> {
+    fn insert(
+        &self,
+        py: Python<'_>,
+        start: u64,
+        last: u64,
+        value: Option<Py<PyAny>>,
+    ) -> PyResult<u64> {
         let iv = Interval::new(start, last)?;
         let value = value.unwrap_or_else(|| py.None());
         Ok(self.write().insert(iv, value).to_bits())
@@ -142,14 +158,25 @@ impl IntervalTreeCore {
 
     /// Replace the content by the intervals of two native-endian u64 byte arrays (handle `i`
     /// for the `i`-th); `values` is None or a sequence of the same length.
-    fn _load(&self, py: Python<'_>, starts: &Bound<'_, PyBytes>, lasts: &Bound<'_, PyBytes>, values: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    fn _load(
+        &self,
+        py: Python<'_>,
+        starts: &Bound<'_, PyBytes>,
+        lasts: &Bound<'_, PyBytes>,
+        values: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let intervals = intervals_from_bytes(starts.as_bytes(), lasts.as_bytes())?;
         let values: Vec<Py<PyAny>> = match values {
-            Some(v) => v.try_iter()?.map(|x| x.map(Bound::unbind)).collect::<PyResult<_>>()?,
+            Some(v) => v
+                .try_iter()?
+                .map(|x| x.map(Bound::unbind))
+                .collect::<PyResult<_>>()?,
             None => (0..intervals.len()).map(|_| py.None()).collect(),
         };
         if values.len() != intervals.len() {
-            return Err(PyValueError::new_err("values and the arrays have different lengths"));
+            return Err(PyValueError::new_err(
+                "values and the arrays have different lengths",
+            ));
         }
         let items: Vec<_> = intervals.into_iter().zip(values).collect();
         let built = py.detach(|| IntervalTree::bulk_build(items));
@@ -160,7 +187,12 @@ impl IntervalTreeCore {
 
     /// Every match of many queries: `(query indices, handles)` as two native-endian u64 byte
     /// arrays, computed with the GIL released.
-    fn _overlap_many<'py>(&self, py: Python<'py>, starts: &Bound<'py, PyBytes>, lasts: &Bound<'py, PyBytes>) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+    fn _overlap_many<'py>(
+        &self,
+        py: Python<'py>,
+        starts: &Bound<'py, PyBytes>,
+        lasts: &Bound<'py, PyBytes>,
+    ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
         let queries = intervals_from_bytes(starts.as_bytes(), lasts.as_bytes())?;
         let (idx, handles) = py.detach(|| {
             let tree = self.read();

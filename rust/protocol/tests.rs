@@ -78,7 +78,10 @@ fn t9_t15_insert_while_partially_excluded_begins_writing() {
     start(&mut p, range(0x9000, 0xa000));
     assert_eq!(p.seq(), 2);
     let (b, state) = p.insert(iv(0x1000, 0x100), false, "B").unwrap();
-    assert_eq!((state, p.seq(), p.sub(b).unwrap().1.seq(), p.len()), (InsertState::PartiallyExcluded, 3, 3, 1));
+    assert_eq!(
+        (state, p.seq(), p.sub(b).unwrap().1.seq(), p.len()),
+        (InsertState::PartiallyExcluded, 3, 3, 1)
+    );
     let (c, state) = p.insert(iv(0x2000, 0x100), false, "C").unwrap();
     assert_eq!((state, p.len()), (InsertState::Deferred, 1));
     assert_eq!(p.read_begin(c).unwrap(), (3, true));
@@ -124,7 +127,9 @@ fn t14_t17_deferred_insert_and_remove_applied_by_closing_end() {
     assert_eq!(p.sub(b).unwrap().1.seq(), 3);
     // The deferred insert is not hit by starts of this epoch (R36).
     assert_eq!(start(&mut p, range(0x1800, 0x1900)).1, ["A"]);
-    let Removal::Deferred { wait_seq } = p.remove(a).unwrap() else { panic!("not deferred") };
+    let Removal::Deferred { wait_seq } = p.remove(a).unwrap() else {
+        panic!("not deferred")
+    };
     assert_eq!(wait_seq, 3);
     // R40: still in the tree, still called, until the closing end.
     assert_eq!(start(&mut p, range(0x1000, 0x1001)).1, ["A"]);
@@ -172,7 +177,10 @@ fn end_without_start_changes_nothing_d6() {
 fn released_refuses_inserts_d12() {
     let mut p = Protocol::new();
     p.mark_released();
-    assert!(matches!(p.insert(iv(0, 1), false, "A"), Err(Error::Released)));
+    assert!(matches!(
+        p.insert(iv(0, 1), false, "A"),
+        Err(Error::Released)
+    ));
     assert_eq!(p.len(), 0);
     assert!(!p.has_itree());
 }

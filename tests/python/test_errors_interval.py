@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from mmn_fast import MM, Notifier, Range, WouldBlock
+from mmn_fast import Notifier, Range, WouldBlock
 
 from conftest import JOIN, Bg, Ops, snapshot, subs_called
 

@@ -13,7 +13,7 @@ import pytest
 
 from mmn_fast import MM, Event, Notifier, Range, WouldBlock
 
-from conftest import BLOCKED, U64_MAX, Bg, Ops, snapshot, subs_called
+from conftest import U64_MAX, Bg, Ops, snapshot, subs_called
 
 
 def overlap_state(mm):
