@@ -11,16 +11,27 @@
 //!   [`Protocol::seq_changed`], evaluated under the lock, and are woken by the end that closes the
 //!   epoch ([`Notifier::wake_all`], which pairs with [`Notifier::wait_seq_change`]).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::protocol::Protocol;
 
 /// One address space's interval side: the protocol state, its lock and its wait queue.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Notifier<P> {
     state: Mutex<Protocol<P>>,
     epoch_closed: Condvar,
+    /// Threads inside [`Notifier::wait_seq_change`]; counted under the lock, so that the end
+    /// closing an epoch (which changes `seq` under the same lock) skips the wake-up system call
+    /// when nobody waits.
+    waiters: AtomicUsize,
+}
+
+impl<P> Default for Notifier<P> {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl<P> Notifier<P> {
@@ -29,6 +40,7 @@ impl<P> Notifier<P> {
         Self {
             state: Mutex::new(Protocol::new()),
             epoch_closed: Condvar::new(),
+            waiters: AtomicUsize::new(0),
         }
     }
 
@@ -50,7 +62,12 @@ impl<P> Notifier<P> {
     /// Wake every waiter after an end closed the epoch (R17; pairs with
     /// [`Notifier::wait_seq_change`]). Call it after dropping the guard.
     pub fn wake_all(&self) {
-        self.epoch_closed.notify_all();
+        // A waiter registers under the lock before it checks `seq`; the closing end changed
+        // `seq` under the lock before calling this. So either the waiter saw the new `seq` and
+        // does not sleep, or its registration is visible here.
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.epoch_closed.notify_all();
+        }
     }
 
     /// Wait until `seq != w` (read under the lock, so a waiter for a deferred removal returns only
@@ -62,21 +79,26 @@ impl<P> Notifier<P> {
     pub fn wait_seq_change(&self, w: u64, timeout: Duration) -> bool {
         let deadline = Instant::now().checked_add(timeout);
         let mut guard = self.lock();
-        // Loop invariant: `guard` is held; spurious wake-ups re-check the condition.
-        while !guard.seq_changed(w) {
+        self.waiters.fetch_add(1, Ordering::SeqCst); // pairs with the load in `wake_all`
+                                                     // Loop invariant: `guard` is held; spurious wake-ups re-check the condition.
+        let changed = loop {
+            if guard.seq_changed(w) {
+                break true;
+            }
             let left = match deadline {
                 Some(d) => d.saturating_duration_since(Instant::now()),
                 None => Duration::from_secs(3600),
             };
             if left.is_zero() {
-                return false;
+                break false;
             }
             guard = self
                 .epoch_closed
                 .wait_timeout(guard, left)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
-        }
-        true
+        };
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        changed
     }
 }

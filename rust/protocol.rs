@@ -95,6 +95,16 @@ impl<P> Sub<P> {
     pub fn is_native(&self) -> bool {
         self.native
     }
+
+    /// A native subscription's whole invalidation: `set_seq(cur_seq)`, and onto the journal
+    /// once until the next drain.
+    fn invalidate_native(&mut self, key: SubKey, cur_seq: u64, journal: &mut Vec<SubKey>) {
+        self.seq = cur_seq;
+        if !self.journaled {
+            self.journaled = true;
+            journal.push(key);
+        }
+    }
 }
 
 /// Where an insert landed (R35).
@@ -238,39 +248,52 @@ impl<P> Protocol<P> {
 
     /// Start of an invalidation, interval side (R11, R12): `active += 1`; if `query` overlaps a
     /// subscription, begin writing (`seq |= 1`) and visit each overlapping one in ascending
-    /// start with the epoch's odd `cur_seq` (R13): a native one is handled here (its seq set to
-    /// `cur_seq`, itself put on the journal once); for the others `on_hit` is called, under the
-    /// caller's lock, to record what to call after unlocking. `hits` counts both kinds.
-    /// Pairs with [`Protocol::end`].
+    /// start with the epoch's odd `cur_seq` (R13). A native one is handled here
+    /// ([`Protocol::invalidate_native`]) as long as no callback subscription came before it in
+    /// this walk; every other hit goes to `on_hit`, under the caller's lock, to be handled in
+    /// order after unlocking, natives included, so that a refusal stops the walk before the
+    /// later ones (R16). `hits` counts all of them. Pairs with [`Protocol::end`].
     pub fn start(
         &mut self,
         query: Interval,
         mut on_hit: impl FnMut(SubKey, Interval, &mut Sub<P>, u64),
     ) -> Started {
         self.active += 1;
-        if !self.tree.any_overlap(query) {
-            return Started {
-                cur_seq: self.seq,
-                hits: 0,
-            };
-        }
-        self.seq |= 1;
-        let cur_seq = self.seq;
+        // One walk: hits get the odd value this start will publish if it hits (R12).
+        let cur_seq = self.seq | 1;
         let mut hits = 0;
+        let mut callback_seen = false;
         let journal = &mut self.journal;
         self.tree.for_each_overlap_mut(query, |key, iv, sub| {
             hits += 1;
-            if sub.native {
-                sub.seq = cur_seq;
-                if !sub.journaled {
-                    sub.journaled = true;
-                    journal.push(key);
-                }
+            if sub.native && !callback_seen {
+                sub.invalidate_native(key, cur_seq, journal);
             } else {
+                callback_seen = true;
                 on_hit(key, iv, sub, cur_seq);
             }
         });
-        Started { cur_seq, hits }
+        if hits > 0 {
+            self.seq = cur_seq; // begin writing (R8a)
+        }
+        Started {
+            cur_seq: self.seq,
+            hits,
+        }
+    }
+
+    /// Invalidate the native subscription `key` that [`Protocol::start`] handed to `on_hit`,
+    /// when the caller's in-order walk reaches it (the start is still active, so `key` is
+    /// still subscribed). Returns false for a key that is not a native subscription.
+    pub fn invalidate_native(&mut self, key: SubKey, cur_seq: u64) -> bool {
+        let journal = &mut self.journal;
+        match self.tree.get_mut(key) {
+            Some((_, sub)) if sub.native => {
+                sub.invalidate_native(key, cur_seq, journal);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// End of an invalidation, interval side (R17): `active -= 1`; the end that brings `active`

@@ -169,11 +169,20 @@ impl Pair {
 
     fn start(&mut self, rng: &mut Rng, ctx: &str) {
         let q = random_interval(rng);
-        let mut got = Vec::new();
-        let started = self.p.start(q, |_, _, sub, cur| {
+        let mut handed = Vec::new();
+        let started = self.p.start(q, |key, _, sub, cur| {
             assert_eq!(cur & 1, 1, "R83: cur_seq is odd");
-            got.push(sub.payload);
+            handed.push((key, sub.is_native(), sub.payload));
         });
+        // No callback refuses here: natives handed back are invalidated in order (R16).
+        let mut got = Vec::new();
+        for (key, native, id) in handed {
+            if native {
+                assert!(self.p.invalidate_native(key, started.cur_seq), "{ctx}");
+            } else {
+                got.push(id);
+            }
+        }
         got.sort_unstable();
         let (cur, want, hits) = self.m.start(q);
         assert_eq!(

@@ -19,7 +19,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
 use super::callbacks::{warn, Collected, StartScope};
-use super::convert::{EventArg, EVENT_RELEASE};
+use super::convert::{EventArg, EVENT_RELEASE, U64};
 use super::errors::would_block;
 use super::range::{truthy_or_true, Range};
 use super::subscription::IntervalNotifier;
@@ -42,8 +42,24 @@ pub struct SubPayload {
     pub tag: Py<PyAny>,
 }
 
-/// An interval callback to make once the lock is dropped: `callback(obj, range, cur_seq)`.
-type Call = (Py<IntervalNotifier>, Py<PyAny>);
+/// One hit of a start to handle, in tree order, once the lock is dropped.
+enum Call {
+    /// `callback(obj, range, cur_seq)`.
+    Python(Py<IntervalNotifier>, Py<PyAny>),
+    /// A native subscription that came after a callback subscription in the walk: invalidated
+    /// when the in-order walk reaches it, so that a refusal stops before it (R16).
+    Native(SubKey),
+}
+
+impl Call {
+    /// The call to make for the subscription `key`; under the lock.
+    fn of(py: Python<'_>, key: SubKey, payload: &SubPayload) -> Self {
+        match &payload.callback {
+            Some(callback) => Self::Python(payload.obj.clone_ref(py), callback.clone_ref(py)),
+            None => Self::Native(key),
+        }
+    }
+}
 
 /// The native half of `mmn_fast.MM`; see the module docs.
 #[pyclass(
@@ -77,14 +93,12 @@ impl MMCore {
         self.classic_on.load(Ordering::Acquire)
     }
 
-    /// Interval-side start (R12): count it, and under the lock collect the Python callbacks to
-    /// make (native hits are handled by the core right there).
+    /// Interval-side start (R12): count it, and under the lock collect the hits to handle after
+    /// unlocking (natives before the first callback subscription are handled by the core there).
     fn begin(&self, py: Python<'_>, query: Interval) -> (Started, Vec<Call>) {
         let mut calls = Vec::new();
-        let started = self.notifier.lock().start(query, |_, _, sub, _| {
-            if let Some(callback) = &sub.payload.callback {
-                calls.push((sub.payload.obj.clone_ref(py), callback.clone_ref(py)));
-            }
+        let started = self.notifier.lock().start(query, |key, _, sub, _| {
+            calls.push(Call::of(py, key, &sub.payload));
         });
         (started, calls)
     }
@@ -110,6 +124,7 @@ impl MMCore {
     /// refused a non-blockable range: the walk stops there (R16). A false result on a blockable
     /// range warns and is ignored (R15, D2); an exception is collected and the walk goes on (D1).
     fn call_interval(
+        &self,
         py: Python<'_>,
         range: &Bound<'_, Range>,
         cur_seq: u64,
@@ -117,9 +132,17 @@ impl MMCore {
         errors: &mut Collected,
     ) -> bool {
         let blockable = range.get().blockable;
-        let Ok(cur_seq) = cur_seq.into_pyobject(py);
-        for (obj, callback) in calls {
-            let result = callback.bind(py).call1((obj.bind(py), range, &cur_seq));
+        let Ok(cur_seq_obj) = cur_seq.into_pyobject(py);
+        for call in calls {
+            let (obj, callback) = match call {
+                Call::Python(obj, callback) => (obj, callback),
+                Call::Native(key) => {
+                    let done = self.notifier.lock().invalidate_native(key, cur_seq);
+                    debug_assert!(done, "a hit of an active start is still subscribed");
+                    continue;
+                }
+            };
+            let result = callback.bind(py).call1((obj.bind(py), range, &cur_seq_obj));
             match errors.keep(result.and_then(|v| v.is_truthy())) {
                 Some(false) if blockable => {
                     let sub = obj
@@ -160,7 +183,7 @@ impl MMCore {
         }
         let _scope = StartScope::enter(this.id());
         let mut errors = Collected::default();
-        let refused = Self::call_interval(py, range, cur_seq, calls, &mut errors);
+        let refused = this.call_interval(py, range, cur_seq, calls, &mut errors);
         let mut token = None;
         let mut classic_refused = false;
         if classic && !refused {
@@ -309,14 +332,14 @@ impl MMCore {
     #[pyo3(signature = (start, length, ops = None, *, tag = None))]
     fn insert_interval_notifier(
         slf: &Bound<'_, Self>,
-        start: u64,
-        length: u64,
+        start: U64,
+        length: U64,
         ops: Option<Bound<'_, PyAny>>,
         tag: Option<Py<PyAny>>,
     ) -> PyResult<Py<IntervalNotifier>> {
         let py = slf.py();
         // D3: every argument is checked before anything changes.
-        let interval = Interval::from_start_length(start, length)?;
+        let interval = Interval::from_start_length(start.0, length.0)?;
         let callback = ops.as_ref().map(resolve_callback).transpose()?;
         let tag = tag.unwrap_or_else(|| py.None());
         let obj = Py::new(
@@ -384,8 +407,8 @@ impl MMCore {
     #[pyo3(signature = (start, end, event = EventArg::UNMAP, *, blockable = None, owner = None, vma = None))]
     fn invalidate(
         slf: &Bound<'_, Self>,
-        start: u64,
-        end: u64,
+        start: U64,
+        end: U64,
         event: EventArg,
         blockable: Option<&Bound<'_, PyAny>>,
         owner: Option<Py<PyAny>>,
@@ -396,8 +419,8 @@ impl MMCore {
         let blockable = truthy_or_true(blockable)?;
         let range = Range::build(
             py,
-            start,
-            end,
+            start.0,
+            end.0,
             event,
             blockable,
             vma.unwrap_or_else(|| py.None()),
@@ -424,6 +447,7 @@ impl MMCore {
         let queries = queries_from_bytes(starts.as_bytes(), ends.as_bytes())?;
         let mut hits = 0u64;
         let mut i = 0;
+        let mut stopped_at_callback = false;
         while i < queries.len() {
             if this.classic_on() {
                 // Classic notifiers need a Range and Python for every range.
@@ -446,8 +470,16 @@ impl MMCore {
             }
             let block = &queries[i..queries.len().min(i + BATCH_BLOCK)];
             let mut freed = Vec::new();
-            let stop = py.detach(|| this.run_natives(block, &mut hits, &mut freed));
+            // Release the GIL for the Rust part, unless the last block stopped at a Python
+            // callback: then the next one likely does too, and releasing would cost more than
+            // the range itself.
+            let stop = if stopped_at_callback {
+                this.run_natives(block, &mut hits, &mut freed)
+            } else {
+                py.detach(|| this.run_natives(block, &mut hits, &mut freed))
+            };
             drop(freed);
+            stopped_at_callback = stop.is_some();
             match stop {
                 None => i += block.len(),
                 Some((at, cur_seq, keys)) => {
@@ -455,11 +487,7 @@ impl MMCore {
                     let calls = {
                         let guard = this.notifier.lock(); // under the lock
                         keys.iter()
-                            .filter_map(|&k| guard.sub(k))
-                            .filter_map(|(_, sub)| {
-                                let cb = sub.payload.callback.as_ref()?;
-                                Some((sub.payload.obj.clone_ref(py), cb.clone_ref(py)))
-                            })
+                            .filter_map(|&k| Some(Call::of(py, k, &guard.sub(k)?.1.payload)))
                             .collect::<Vec<_>>()
                     };
                     let range = Range::build(
@@ -501,7 +529,7 @@ impl MMCore {
         let (started, calls) = this.begin(py, range.get().query);
         {
             let _scope = StartScope::enter(this.id());
-            Self::call_interval(py, &range, started.cur_seq, calls, &mut errors);
+            this.call_interval(py, &range, started.cur_seq, calls, &mut errors);
         }
         errors.keep(this.end_interval());
         if this.classic_on() {

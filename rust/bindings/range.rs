@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use super::convert::{event_member, EventArg, EVENT_MIGRATE, EVENT_PROTECTION_VMA};
+use super::convert::{event_member, EventArg, EVENT_MIGRATE, EVENT_PROTECTION_VMA, U64};
 use crate::interval::Interval;
 
 /// A half-open address range `[start, end)` being invalidated, with its event and flags.
@@ -67,8 +67,8 @@ impl Range {
     #[pyo3(signature = (start, end, event = EventArg::UNMAP, *, blockable = None, vma = None, owner = None))]
     fn new(
         py: Python<'_>,
-        start: u64,
-        end: u64,
+        start: U64,
+        end: U64,
         event: EventArg,
         blockable: Option<&Bound<'_, PyAny>>,
         vma: Option<Py<PyAny>>,
@@ -77,7 +77,7 @@ impl Range {
         let event = event.0;
         let blockable = truthy_or_true(blockable)?;
         Ok(Self {
-            query: Interval::from_range(start, end)?,
+            query: Interval::from_range(start.0, end.0)?,
             event,
             blockable,
             vma: vma.unwrap_or_else(|| py.None()),
@@ -91,8 +91,8 @@ impl Range {
     #[pyo3(signature = (start, end, owner, *, blockable = None, vma = None))]
     fn migrate(
         py: Python<'_>,
-        start: u64,
-        end: u64,
+        start: U64,
+        end: U64,
         owner: Py<PyAny>,
         blockable: Option<&Bound<'_, PyAny>>,
         vma: Option<Py<PyAny>>,
@@ -100,8 +100,8 @@ impl Range {
         let blockable = truthy_or_true(blockable)?;
         Self::build(
             py,
-            start,
-            end,
+            start.0,
+            end.0,
             EVENT_MIGRATE,
             blockable,
             vma.unwrap_or_else(|| py.None()),

@@ -9,7 +9,7 @@ use pyo3::exceptions::{PyRuntimeError, PyTimeoutError, PyValueError};
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 
-use super::convert::timeout_arg;
+use super::convert::{timeout_arg, U64};
 use super::mm::MMCore;
 use crate::error::Error;
 use crate::interval::Interval;
@@ -149,21 +149,21 @@ impl IntervalNotifier {
 
     /// `mmu_interval_read_retry` (R28): true if an invalidation rewrote the seq since `seq`.
     /// Call it under the lock your `invalidate` holds around `set_seq`.
-    fn read_retry(&self, seq: u64) -> PyResult<bool> {
-        Ok(seq != self.seq()?)
+    fn read_retry(&self, seq: U64) -> PyResult<bool> {
+        Ok(seq.0 != self.seq()?)
     }
 
     /// `mmu_interval_check_retry` (R29): as `read_retry`, callable without your lock; true is
     /// reliable, false proves nothing.
-    fn check_retry(&self, seq: u64) -> PyResult<bool> {
+    fn check_retry(&self, seq: U64) -> PyResult<bool> {
         self.read_retry(seq)
     }
 
     /// `mmu_interval_set_seq` (R24): call from `invalidate` with its `cur_seq`, under your lock.
-    fn set_seq(&self, cur_seq: u64) -> PyResult<()> {
+    fn set_seq(&self, cur_seq: U64) -> PyResult<()> {
         let mut guard = self.mm.get().notifier.lock();
         let (_, sub) = guard.sub_mut(self.key()).ok_or(Error::NotSubscribed)?;
-        sub.set_seq(cur_seq);
+        sub.set_seq(cur_seq.0);
         Ok(())
     }
 

@@ -12,6 +12,7 @@ use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
+use super::convert::U64;
 use crate::interval::Interval;
 use crate::tree::{Handle, IntervalTree};
 
@@ -101,11 +102,11 @@ impl IntervalTreeCore {
     fn insert(
         &self,
         py: Python<'_>,
-        start: u64,
-        last: u64,
+        start: U64,
+        last: U64,
         value: Option<Py<PyAny>>,
     ) -> PyResult<u64> {
-        let iv = Interval::new(start, last)?;
+        let iv = Interval::new(start.0, last.0)?;
         let value = value.unwrap_or_else(|| py.None());
         Ok(self.write().insert(iv, value).to_bits())
     }
@@ -142,18 +143,18 @@ impl IntervalTreeCore {
     }
 
     /// The `(start, last, value)` of every interval overlapping `[start, last]`, ascending start.
-    fn overlap<'py>(&self, py: Python<'py>, start: u64, last: u64) -> PyResult<Bound<'py, PyList>> {
-        self.overlap_list(py, Interval::new(start, last)?)
+    fn overlap<'py>(&self, py: Python<'py>, start: U64, last: U64) -> PyResult<Bound<'py, PyList>> {
+        self.overlap_list(py, Interval::new(start.0, last.0)?)
     }
 
     /// How many intervals overlap `[start, last]`.
-    fn count_overlap(&self, start: u64, last: u64) -> PyResult<usize> {
-        Ok(self.read().count_overlap(Interval::new(start, last)?))
+    fn count_overlap(&self, start: U64, last: U64) -> PyResult<usize> {
+        Ok(self.read().count_overlap(Interval::new(start.0, last.0)?))
     }
 
     /// The intervals containing `point`.
-    fn stab<'py>(&self, py: Python<'py>, point: u64) -> PyResult<Bound<'py, PyList>> {
-        self.overlap_list(py, Interval::new(point, point)?)
+    fn stab<'py>(&self, py: Python<'py>, point: U64) -> PyResult<Bound<'py, PyList>> {
+        self.overlap_list(py, Interval::new(point.0, point.0)?)
     }
 
     /// Replace the content by the intervals of two native-endian u64 byte arrays (handle `i`

@@ -10,11 +10,22 @@ fn range(start: u64, end: u64) -> Interval {
     Interval::from_range(start, end).unwrap()
 }
 
-/// Start `q`, returning `(cur_seq, keys of callback subscriptions hit)`.
+/// Start `q` as a caller whose callbacks all accept: returns `(cur_seq, payloads of the
+/// callback subscriptions hit, in order)`; natives handed back are invalidated in order.
 fn start(p: &mut Protocol<&'static str>, q: Interval) -> (u64, Vec<&'static str>) {
-    let mut hit = Vec::new();
-    let s = p.start(q, |_, _, sub, _| hit.push(sub.payload));
-    (s.cur_seq, hit)
+    let mut handed = Vec::new();
+    let s = p.start(q, |key, _, sub, _| {
+        handed.push((key, sub.is_native(), sub.payload));
+    });
+    let mut called = Vec::new();
+    for (key, native, payload) in handed {
+        if native {
+            assert!(p.invalidate_native(key, s.cur_seq));
+        } else {
+            called.push(payload);
+        }
+    }
+    (s.cur_seq, called)
 }
 
 fn end(p: &mut Protocol<&'static str>) -> Vec<&'static str> {
@@ -203,6 +214,25 @@ fn natives_are_journaled_once_and_survive_removal() {
     assert_eq!((seen, returned), (vec!["n2", "n1"], vec!["n1"]));
     let again = p.drain_journal(|_| panic!("drained twice"));
     assert!(again.is_empty());
+}
+
+#[test]
+fn r16_natives_after_a_callback_wait_for_the_in_order_walk() {
+    let mut p = Protocol::new();
+    let (before, _) = p.insert(iv(0, 0x10), true, "before").unwrap();
+    p.insert(iv(0x100, 0x10), false, "refuser").unwrap();
+    let (after, _) = p.insert(iv(0x200, 0x10), true, "after").unwrap();
+    let mut handed = Vec::new();
+    let s = p.start(range(0, 0x1000), |_, _, sub, _| handed.push(sub.payload));
+    // The native before the callback is done under the lock; the later one is handed back.
+    assert_eq!((s.hits, handed), (3, vec!["refuser", "after"]));
+    assert_eq!(p.sub(before).unwrap().1.seq(), s.cur_seq);
+    // The callback refused (R16): the caller stops and never invalidates "after".
+    assert_ne!(p.sub(after).unwrap().1.seq(), s.cur_seq);
+    end(&mut p);
+    let mut seen = Vec::new();
+    p.drain_journal(|t| seen.push(*t));
+    assert_eq!(seen, ["before"]);
 }
 
 #[test]

@@ -294,7 +294,8 @@ def test_read_begin_of_untouched_sub_from_callback(mm):
     """API "Errors": read_begin() of a subscription the epoch did not touch does not wait, so
     it works from a callback; of a touched one it is RuntimeError."""
     untouched = mm.insert_interval_notifier(0x100, 0x10, None)
-    touched = mm.insert_interval_notifier(0x10, 0x10, None)
+    # Before the callback subscription in tree order (R13), so already invalidated when it runs.
+    touched = mm.insert_interval_notifier(0, 0x10, None)
     got = []
 
     def ops(sub, rng, cur_seq):
@@ -305,7 +306,7 @@ def test_read_begin_of_untouched_sub_from_callback(mm):
             got.append("RuntimeError")
         return True
 
-    mm.insert_interval_notifier(0, 0x100, ops)
+    mm.insert_interval_notifier(0x8, 0x10, ops)
     with mm.invalidate(0, 0x20):
         pass
     assert got == [1, "RuntimeError"]

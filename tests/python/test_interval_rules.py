@@ -288,6 +288,22 @@ def test_r16_false_on_nonblockable_stops_the_walk(mm):
     mm.unregister(classic)
 
 
+def test_r16_refusal_stops_before_later_native_subscriptions(mm):
+    """R13, R16: native subscriptions are walked in the same address order as callback ones:
+    those before a refusing callback are invalidated, those after it are not."""
+    before = mm.insert_interval_notifier(0, 0x100, None, tag="before")
+    mm.insert_interval_notifier(0x100, 0x100, Ops(refuse_nonblock=True))
+    after = mm.insert_interval_notifier(0x200, 0x100, None, tag="after")
+    seq_after = after.invalidate_seq
+    assert mm.invalidate_range_start_nonblock(Range(0, 0x1000)) is False
+    assert mm.drain_invalidated() == ["before"]
+    assert after.invalidate_seq == seq_after and before.invalidate_seq == 3
+    with mm.invalidate(0, 0x1000):
+        pass
+    assert sorted(mm.drain_invalidated()) == ["after", "before"]
+    assert after.invalidate_seq == before.invalidate_seq == 5
+
+
 def test_r17_closing_end_applies_every_deferred_entry(mm):
     """R17, T17: the closing end applies the deferred inserts and removes together, and the
     tree is in address order afterwards."""
