@@ -7,7 +7,7 @@ VPY := $(VENV)/bin/python
 SHARED_CONFORMANCE := ../shared/conformance
 SOURCES := Cargo.toml Cargo.lock pyproject.toml $(shell find rust python -type f -not -name '*.so' -not -path '*/__pycache__/*')
 
-.PHONY: demo test test-rust test-python bench bench-quick stress clean
+.PHONY: demo test test-rust test-python test-short-runs bench bench-quick stress clean
 
 $(VENV)/.installed: requirements-dev.txt $(SOURCES)
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
@@ -19,20 +19,37 @@ $(VENV)/.installed: requirements-dev.txt $(SOURCES)
 demo: $(VENV)/.installed
 	$(VPY) -m mmn_fast demo
 
-test: test-rust test-python
+test: test-rust test-python test-short-runs
 
+# Rust: unit, model and doc tests of the core; the loom model check (bounded); the fuzz corpus
+# replayed plus a short coverage-guided run (docs/reliability.md has the long commands).
 test-rust:
 	cargo test --locked --quiet
+	RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
+		cargo test --locked --release --quiet --test loom_protocol
+	cd fuzz && CARGO_TARGET_DIR=../target/fuzz-replay cargo test --locked --release --quiet
+	fuzz/run.sh 30
 
+# Python: every suite (short stress included), the benchmarks as plain tests, typing, and the
+# outside conformance suite when ../shared is present.
 test-python: $(VENV)/.installed
 	$(VPY) -m pytest tests/python benches -q -p no:cacheprovider --benchmark-disable
+	$(VPY) -m mypy python/mmn_fast examples
+	$(VPY) -m mypy.stubtest mmn_fast --allowlist stubtest-allowlist.txt
 	@if [ -d $(SHARED_CONFORMANCE) ]; then \
 		cd $(SHARED_CONFORMANCE) && $(abspath $(VPY)) -m pytest -q -p no:cacheprovider --timeout=60 . ; \
 	else echo "($(SHARED_CONFORMANCE) not present: outside conformance suite skipped)"; fi
 
+# Short versions of the long runs: the peer comparison, the Unicorn benchmark, and the
+# instruction-count regression guard.
+test-short-runs: $(VENV)/.installed
+	$(VPY) -m mmn_fast bench --quick --json target/bench-quick.json
+	$(VPY) benches/bench_unicorn.py --quick
+	$(VPY) benches/callgrind_guard.py
+
 # The full peer comparison (a few minutes) and its quick form.
 bench: $(VENV)/.installed
-	$(VPY) benches/compare.py
+	$(VPY) benches/compare.py --json docs/bench.json --plot docs/bench.png
 
 bench-quick: $(VENV)/.installed
 	$(VPY) benches/compare.py --quick

@@ -7,9 +7,10 @@ from typing_extensions import disjoint_base
 
 from ._types import Event
 
-__all__ = ["IntervalNotifier", "IntervalTreeCore", "Invalidation", "MMCore", "NODE_BYTES", "Range"]
+__all__ = ["IntervalNotifier", "IntervalTreeCore", "Invalidation", "MMCore", "NODE_BYTES", "Range", "SUB_NODE_BYTES"]
 
 NODE_BYTES: int
+SUB_NODE_BYTES: int
 
 @final
 class Range:

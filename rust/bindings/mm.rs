@@ -42,6 +42,10 @@ pub struct SubPayload {
     pub tag: Py<PyAny>,
 }
 
+/// Bytes of one subscription in the core: its tree slot with the protocol state and payload.
+pub const SUB_NODE_BYTES: usize =
+    crate::tree::IntervalTree::<crate::protocol::Sub<SubPayload>>::NODE_BYTES;
+
 /// One hit of a start to handle, in tree order, once the lock is dropped.
 enum Call {
     /// `callback(obj, range, cur_seq)`.
