@@ -33,7 +33,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
-from typing import TYPE_CHECKING, Callable, Dict, List, Tuple
+from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
     import pytest
@@ -52,12 +52,12 @@ BASE = 0x1000_0000
 # --------------------------------------------------------------------------- part 1
 
 
-def _make(n_blocks: int) -> Tuple[unicorn.Uc, CoherentUc, Dict[int, int]]:
+def _make(n_blocks: int) -> tuple[unicorn.Uc, CoherentUc, dict[int, int]]:
     uc = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
     size = max(0x1000, (n_blocks * SLOT + 0xFFF) & ~0xFFF)
     uc.mem_map(BASE, size)
     layer = CoherentUc(uc, track_guest_writes=False)
-    blocks: Dict[int, int] = {}
+    blocks: dict[int, int] = {}
     for i in range(n_blocks):
         start = BASE + i * SLOT
         layer._learn(start, BLOCK)  # synthetic: what the block hook records per translation
@@ -65,13 +65,13 @@ def _make(n_blocks: int) -> Tuple[unicorn.Uc, CoherentUc, Dict[int, int]]:
     return uc, layer, blocks
 
 
-def _dict_scan(blocks: Dict[int, int], start: int, end: int) -> List[int]:
+def _dict_scan(blocks: dict[int, int], start: int, end: int) -> list[int]:
     return [s for s, size in blocks.items() if s < end and s + size > start]
 
 
-def _per_call(fn: Callable[[int], None], addresses: List[int], min_time: float) -> float:
+def _per_call(fn: Callable[[int], None], addresses: list[int], min_time: float) -> float:
     """Seconds per call of ``fn(address)``, best of a few rounds of ``addresses``."""
-    rounds: List[float] = []
+    rounds: list[float] = []
     spent = 0.0
     while spent < min_time or len(rounds) < 3:
         t0 = time.perf_counter()
@@ -85,10 +85,10 @@ def _per_call(fn: Callable[[int], None], addresses: List[int], min_time: float) 
     return min(rounds)
 
 
-def scaling(sizes: List[int], min_time: float) -> List[Dict[str, float]]:
+def scaling(sizes: list[int], min_time: float) -> list[dict[str, float]]:
     rng = random.Random(SEED)
     data = b"\x90" * 8
-    rows: List[Dict[str, float]] = []
+    rows: list[dict[str, float]] = []
     for n in sizes:
         uc, layer, blocks = _make(n)
         k = 200 if n <= 100_000 else 100
@@ -148,7 +148,7 @@ DATA = 0x30_0000
 STACK = 0x40_0000
 
 
-def _storm_guest() -> Tuple[bytes, bytes, int]:
+def _storm_guest() -> tuple[bytes, bytes, int]:
     """main: ``loop: call f_0; ...; call f_1999; dec rcx; jnz loop; hlt``;
     ``f_i`` at FUNCS + 16*i: ``add rbx, 1; ret`` (48 83 c3 01 c3)."""
     main = bytearray(b"\x48\xc7\xc1\xff\xff\xff\x7f")  # mov rcx, 0x7fffffff
@@ -165,7 +165,7 @@ def _storm_guest() -> Tuple[bytes, bytes, int]:
     return bytes(main), funcs, until
 
 
-def storm(mode: str, seconds: float, frame_insns: int, writes_per_frame: int) -> Dict[str, float]:
+def storm(mode: str, seconds: float, frame_insns: int, writes_per_frame: int) -> dict[str, float]:
     main, funcs, until = _storm_guest()
     uc = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
     for base, size in ((MAIN, 0x10000), (FUNCS, 0x10000), (DATA, 0x10000), (STACK, 0x1000)):
@@ -283,7 +283,7 @@ def test_storm_coherent_and_fast_enough() -> None:
     assert r["invalidations_per_s"] >= 700, r
 
 
-def test_layer_write_with_pytest_benchmark(request: "pytest.FixtureRequest") -> None:
+def test_layer_write_with_pytest_benchmark(request: pytest.FixtureRequest) -> None:
     """Times one layer write (miss) at 10k blocks when pytest-benchmark is installed."""
     import pytest
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 from . import __version__
 
@@ -45,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _bench(argv: List[str]) -> int:
+def _bench(argv: list[str]) -> int:
     try:
         module = importlib.import_module(_BENCH_MODULE)
     except ModuleNotFoundError as exc:

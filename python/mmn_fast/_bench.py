@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
 import os
 import platform
 import random
@@ -32,7 +31,7 @@ import tempfile
 import time
 import tracemalloc
 from array import array
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, cast
 
 PAGE = 4096
 SEED = 20240607
@@ -141,7 +140,7 @@ class BruteForce:
 
     def __init__(self, starts: list[int], lasts: list[int]) -> None:
         try:
-            import numpy as np
+            import numpy as np  # type: ignore[import-not-found, unused-ignore]
         except ImportError:
             self._np = None
             self._pairs = list(zip(starts, lasts))
@@ -259,13 +258,13 @@ class MmnFast(Adapter):
         return self.obj.insert(s, l, v)
 
     def insert_fn(self) -> Callable[[int, int, Any], Any]:
-        return self.obj.insert
+        return cast("Callable[[int, int, Any], Any]", self.obj.insert)
 
     def query_fn(self) -> Callable[[int, int], Any]:
-        return self.obj.overlap
+        return cast("Callable[[int, int], Any]", self.obj.overlap)
 
     def count_fn(self) -> Callable[[int, int], int]:
-        return self.obj.count_overlap
+        return cast("Callable[[int, int], int]", self.obj.count_overlap)
 
     def from_arrays(self, starts: list[int], lasts: list[int]) -> Callable[[], Any]:
         from mmn_fast import IntervalTree
@@ -296,7 +295,7 @@ class PyIntervalTree(Adapter):
     name = "intervaltree"
 
     def new(self) -> None:
-        import intervaltree
+        import intervaltree  # type: ignore[import-untyped, import-not-found, unused-ignore]
 
         self.obj = intervaltree.IntervalTree()
 
@@ -317,10 +316,10 @@ class PyIntervalTree(Adapter):
         return qs, ql + 1
 
     def query_fn(self) -> Callable[[int, int], Any]:
-        return self.obj.overlap
+        return cast("Callable[[int, int], Any]", self.obj.overlap)
 
     def from_arrays(self, starts: list[int], lasts: list[int]) -> Callable[[], Any]:
-        import intervaltree
+        import intervaltree  # type: ignore[import-untyped, import-not-found, unused-ignore]
 
         tuples = [(s, l + 1) for s, l in zip(starts, lasts)]
         return lambda: intervaltree.IntervalTree.from_tuples(tuples)
@@ -334,7 +333,7 @@ class KernelTree(Adapter):
     name = "kerneltree"
 
     def new(self) -> None:
-        import kerneltree
+        import kerneltree  # type: ignore[import-untyped, import-not-found, unused-ignore]
 
         self.obj = kerneltree.IntervalTree()
 
@@ -342,14 +341,14 @@ class KernelTree(Adapter):
         self.obj.add(s, l, v)
 
     def insert_fn(self) -> Callable[[int, int, Any], Any]:
-        return self.obj.add
+        return cast("Callable[[int, int, Any], Any]", self.obj.add)
 
     def query_fn(self) -> Callable[[int, int], Any]:
-        return self.obj.search
+        return cast("Callable[[int, int], Any]", self.obj.search)
 
     def from_arrays(self, starts: list[int], lasts: list[int]) -> Callable[[], Any]:
-        import kerneltree
-        import numpy as np
+        import kerneltree  # type: ignore[import-untyped, import-not-found, unused-ignore]
+        import numpy as np  # type: ignore[import-not-found, unused-ignore]
 
         a, b = np.array(starts, dtype=np.int64), np.array(lasts, dtype=np.int64)
         ids = np.arange(len(starts), dtype=np.int64)
@@ -375,8 +374,8 @@ class Ncls(Adapter):
         self._l.append(l + 1)
 
     def finish(self) -> None:
-        import numpy as np
-        from ncls import NCLS
+        import numpy as np  # type: ignore[import-not-found, unused-ignore]
+        from ncls import NCLS  # type: ignore[import-untyped, import-not-found, unused-ignore]
 
         self.obj = NCLS(
             np.array(self._s, dtype=np.int64),
@@ -395,8 +394,8 @@ class Ncls(Adapter):
         return lambda a, b: list(find(a, b))
 
     def from_arrays(self, starts: list[int], lasts: list[int]) -> Callable[[], Any]:
-        import numpy as np
-        from ncls import NCLS
+        import numpy as np  # type: ignore[import-not-found, unused-ignore]
+        from ncls import NCLS  # type: ignore[import-untyped, import-not-found, unused-ignore]
 
         a = np.array(starts, dtype=np.int64)
         b = np.array(lasts, dtype=np.int64) + 1
@@ -404,7 +403,7 @@ class Ncls(Adapter):
         return lambda: NCLS(a, b, ids)
 
     def batch(self, qs: list[int], ql: list[int]) -> Callable[[], list[int]]:
-        import numpy as np
+        import numpy as np  # type: ignore[import-not-found, unused-ignore]
 
         a = np.array(qs, dtype=np.int64)
         b = np.array(ql, dtype=np.int64) + 1
@@ -426,7 +425,7 @@ class SuperIntervals(Adapter):
     dynamic = False
 
     def new(self) -> None:
-        from superintervals import IntervalMap
+        from superintervals import IntervalMap  # type: ignore[import-not-found, unused-ignore]
 
         self.obj = IntervalMap()
 
@@ -434,19 +433,19 @@ class SuperIntervals(Adapter):
         self.obj.add(s, l, v)
 
     def insert_fn(self) -> Callable[[int, int, Any], Any]:
-        return self.obj.add
+        return cast("Callable[[int, int, Any], Any]", self.obj.add)
 
     def finish(self) -> None:
         self.obj.build()
 
     def query_fn(self) -> Callable[[int, int], Any]:
-        return self.obj.search_values
+        return cast("Callable[[int, int], Any]", self.obj.search_values)
 
     def count_fn(self) -> Callable[[int, int], int]:
-        return self.obj.count
+        return cast("Callable[[int, int], int]", self.obj.count)
 
     def from_arrays(self, starts: list[int], lasts: list[int]) -> Callable[[], Any]:
-        from superintervals import IntervalMap
+        from superintervals import IntervalMap  # type: ignore[import-not-found, unused-ignore]
 
         a, b = array("i", starts), array("i", lasts)
 
@@ -469,7 +468,7 @@ class IntervalTreeRs(Adapter):
     pages = True
 
     def new(self) -> None:
-        import intervaltree_rs
+        import intervaltree_rs  # type: ignore[import-not-found, unused-ignore]
 
         self.obj = intervaltree_rs.IntervalTree()
 
@@ -490,13 +489,14 @@ class IntervalTreeRs(Adapter):
         return qs, ql + 1
 
     def query_fn(self) -> Callable[[int, int], Any]:
-        return self.obj.search
+        return cast("Callable[[int, int], Any]", self.obj.search)
 
     def from_arrays(self, starts: list[int], lasts: list[int]) -> Callable[[], Any]:
-        import intervaltree_rs
+        import intervaltree_rs  # type: ignore[import-not-found, unused-ignore]
 
         tuples = [(s, l + 1, None) for s, l in zip(starts, lasts)]
-        return lambda: intervaltree_rs.IntervalTree.from_tuples(tuples)
+        mod: Any = intervaltree_rs  # its stub types from_tuples' argument as trees, not tuples
+        return lambda: mod.IntervalTree.from_tuples(tuples)
 
     def churn_fns(self) -> tuple[Callable[[Any], Any], Callable[[int, int, Any], Any]]:
         return self.obj.delete, self.insert_fn()
@@ -507,7 +507,7 @@ class QuicksectX(Adapter):
     pages = True
 
     def new(self) -> None:
-        import quicksectx
+        import quicksectx  # type: ignore[import-untyped, import-not-found, unused-ignore]
 
         self.obj = quicksectx.IntervalTree()
         self._interval = quicksectx.Interval
@@ -531,7 +531,7 @@ class QuicksectX(Adapter):
         return qs, ql + 1
 
     def query_fn(self) -> Callable[[int, int], Any]:
-        return self.obj.search
+        return cast("Callable[[int, int], Any]", self.obj.search)
 
     def churn_fns(self) -> tuple[Callable[[Any], Any], Callable[[int, int, Any], Any]]:
         return self.obj.remove, self.insert_fn()
@@ -543,7 +543,7 @@ class AiList(Adapter):
     dynamic = False
 
     def new(self) -> None:
-        import ailist
+        import ailist  # type: ignore[import-untyped, import-not-found, unused-ignore]
 
         self.obj = ailist.AIList()
 
@@ -561,11 +561,11 @@ class AiList(Adapter):
         return qs, ql + 1
 
     def query_fn(self) -> Callable[[int, int], Any]:
-        return self.obj.intersect_ids
+        return cast("Callable[[int, int], Any]", self.obj.intersect_ids)
 
     def from_arrays(self, starts: list[int], lasts: list[int]) -> Callable[[], Any]:
-        import ailist
-        import numpy as np
+        import ailist  # type: ignore[import-untyped, import-not-found, unused-ignore]
+        import numpy as np  # type: ignore[import-not-found, unused-ignore]
 
         a = np.array(starts, dtype=np.int64)
         b = np.array(lasts, dtype=np.int64) + 1
@@ -921,7 +921,7 @@ def run_mm_worker(name: str, cfg: dict[str, Any], sink: Sink) -> None:
 
                 def pair(rr: int, r: Any = r) -> Callable[[], None]:
                     def run() -> None:
-                        for _ in loop:
+                        for _ in loop:  # noqa: B023 - timed at once, in this iteration
                             start(r)
                             end(r)
 
@@ -1054,8 +1054,8 @@ def _empty_calls(mm: Any, ops: int, rep: int, size: int, sink: Sink) -> None:
     def two_attr(r: int) -> Callable[[], None]:
         def run() -> None:
             for _ in loop:
-                mm.has_notifiers
-                mm.has_notifiers
+                mm.has_notifiers  # noqa: B018 - the attribute read is what is timed
+                mm.has_notifiers  # noqa: B018
 
         return run
 
@@ -1270,11 +1270,11 @@ def targets_check(targets: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
     def best_peer(w: str) -> tuple[str | None, float | None]:
         vals = {t: med(t, w) for t in TREE_TARGETS if t != "mmn_fast"}
-        vals = {t: v for t, v in vals.items() if v is not None}
-        if not vals:
+        known = {t: v for t, v in vals.items() if v is not None}
+        if not known:
             return None, None
-        t = min(vals, key=vals.__getitem__)
-        return t, vals[t]
+        t = min(known, key=known.__getitem__)
+        return t, known[t]
 
     out: list[dict[str, Any]] = []
 
@@ -1305,11 +1305,11 @@ def targets_check(targets: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     for w in ours:
         if w.startswith("no-hit start+end"):
             size = w.rsplit("@", 1)[1]
-            calls = [
+            maybe_calls = [
                 _median(ours.get(f"two empty PyO3 calls: len(mm) x2 @{size}")),
                 _median(ours.get(f"two empty PyO3 calls: mm.has_notifiers x2 @{size}")),
             ]
-            calls = [c for c in calls if c is not None]
+            calls = [c for c in maybe_calls if c is not None]
             loop = _median(ours.get(f"empty Python loop @{size}")) or 0.0
             v = _median(ours[w])
             if calls and v:
@@ -1343,10 +1343,10 @@ def checks_table(checks: list[dict[str, Any]]) -> str:
 
 def plot(path: str, rows: list[dict[str, Any]], targets: dict[str, dict[str, Any]]) -> str:
     try:
-        import matplotlib
+        import matplotlib  # type: ignore[import-not-found, unused-ignore]
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         return "matplotlib is not installed (pip install 'mmn_fast[bench]'): no plot written"
     timed = [r for r in rows if not r["workload"].startswith("memory")]

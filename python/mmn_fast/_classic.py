@@ -39,7 +39,8 @@ from __future__ import annotations
 import operator
 import threading
 import warnings
-from typing import Any, Callable, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any, Callable, Optional
 
 from ._errors import combine
 

@@ -57,18 +57,14 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import (
     Callable,
-    Dict,
-    Iterator,
-    List,
     NamedTuple,
     Optional,
-    Sequence,
     TextIO,
-    Tuple,
 )
 
 from . import MM, Event, IntervalNotifier, Range, WouldBlock
@@ -103,7 +99,7 @@ FAULT_TIMEOUT = 1.0
 MIRROR_LENGTH = (1 << 64) - PAGE_SIZE
 
 #: What a device mirrors of a page: ``(value, writable)``.
-MirrorEntry = Tuple[int, bool]
+MirrorEntry = tuple[int, bool]
 #: A hook run inside every CPU invalidation, after its start returned, before the change.
 Hook = Callable[["Cpu", Range], None]
 
@@ -186,7 +182,7 @@ class Device:
         #: The user lock: held by ``invalidate`` around ``set_seq`` and by every commit.
         self.lock = threading.Lock()
         #: page index -> ``(value, writable)``; read or write it only under ``lock``.
-        self.mirror: Dict[int, MirrorEntry] = {}
+        self.mirror: dict[int, MirrorEntry] = {}
         self.stats = DeviceStats()
         self._stats_lock = threading.Lock()
         self.sub: IntervalNotifier = cpu.mm.insert_interval_notifier(start, length, self, tag=name)
@@ -238,7 +234,7 @@ class Device:
             del self.mirror[page]
         return len(doomed)
 
-    def migrated_in(self, seq: int, entries: Dict[int, Pte]) -> int:
+    def migrated_in(self, seq: int, entries: dict[int, Pte]) -> int:
         """The migration code's own mirror update, after the page table changed.
 
         ``seq`` is ``self.sub.read_begin()`` taken before the migration's invalidation started.
@@ -303,7 +299,7 @@ class Device:
         *,
         timeout: float = FAULT_TIMEOUT,
         after_read: Optional[Callable[[int], None]] = None,
-    ) -> List[Perm]:
+    ) -> list[Perm]:
         """Report the pages of ``[first, first + npages)`` without mirroring them.
 
         The driver's snapshot (SPEC 6.1): a temporary subscription covering exactly the chunk is
@@ -352,7 +348,7 @@ class Device:
             message = f"{self.name}: still colliding with invalidations at the deadline"
             raise DeviceBusy(message) from None
 
-    def _check_commit(self, first: int, npages: int, entries: Dict[int, Pte]) -> None:
+    def _check_commit(self, first: int, npages: int, entries: dict[int, Pte]) -> None:
         """Under ``self.lock`` with ``read_retry`` false, no change to these pages can have
         started since they were read (T26); count it if the page table says otherwise."""
         now = self.cpu.read_ptes(first, npages)
@@ -392,12 +388,12 @@ class _Trace:
     samples_per_op: int
     by_op: Counter[str] = field(default_factory=Counter)
     by_event: Counter[str] = field(default_factory=Counter)
-    reached: Counter[Tuple[str, str]] = field(default_factory=Counter)
-    samples: List[str] = field(default_factory=list)
+    reached: Counter[tuple[str, str]] = field(default_factory=Counter)
+    samples: list[str] = field(default_factory=list)
     sampled: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def record(self, op: str, rng: Range, notes: List[Tuple[str, str, int]], refused: bool) -> None:
+    def record(self, op: str, rng: Range, notes: list[tuple[str, str, int]], refused: bool) -> None:
         with self.lock:
             self.by_op[op] += 1
             self.by_event[rng.event.name] += 1
@@ -432,10 +428,10 @@ class Cpu:
 
     def __init__(self, *, samples_per_op: int = 2) -> None:
         self.mm = MM()
-        self.devices: List[Device] = []
+        self.devices: list[Device] = []
         #: Run inside every invalidation after its start returned (see :class:`StaleCheck`).
-        self.hooks: List[Hook] = []
-        self._pt: Dict[int, Pte] = {}
+        self.hooks: list[Hook] = []
+        self._pt: dict[int, Pte] = {}
         self._pt_lock = threading.Lock()
         self._values = itertools.count(1)
         self._local = threading.local()
@@ -443,14 +439,14 @@ class Cpu:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def read_ptes(self, first: int, npages: int) -> Dict[int, Pte]:
+    def read_ptes(self, first: int, npages: int) -> dict[int, Pte]:
         """The present entries of ``[first, first + npages)``, read without any lock (each entry
         is read atomically; the set as a whole may be torn by a concurrent change)."""
         table = self._pt
         found = ((page, table.get(page)) for page in range(first, first + npages))
         return {page: pte for page, pte in found if pte is not None}
 
-    def page_table(self) -> Dict[int, Pte]:
+    def page_table(self) -> dict[int, Pte]:
         """A consistent copy of the whole page table."""
         with self._pt_lock:
             return dict(self._pt)
@@ -491,7 +487,7 @@ class Cpu:
         mirror is updated here, after the page table (see the module's protocol notes)."""
         seq = device.sub.read_begin()
         with self._change("migrate", first, npages, Event.MIGRATE, owner=device):
-            moved: Dict[int, Pte] = {}
+            moved: dict[int, Pte] = {}
             for page in range(first, first + npages):
                 pte = self._pt.get(page)
                 if pte is not None and pte.device is None:
@@ -513,8 +509,8 @@ class Cpu:
                         moved += 1
         return moved
 
-    def _runs(self, pages: List[int]) -> Iterator[Tuple[int, int, Device]]:
-        run: Optional[Tuple[int, int, Device]] = None
+    def _runs(self, pages: list[int]) -> Iterator[tuple[int, int, Device]]:
+        run: Optional[tuple[int, int, Device]] = None
         for page in pages:
             pte = self._pt.get(page)
             if pte is None or pte.device is None:
@@ -541,7 +537,7 @@ class Cpu:
     ) -> Iterator[Range]:
         """One invalidation over pages ``[first, first + npages)``: start, hooks, the change
         (the ``with`` body, under the page-table lock), end. Records what the start reached."""
-        notes: List[Tuple[str, str, int]] = []
+        notes: list[tuple[str, str, int]] = []
         self._local.notes = notes
         start, end = first << PAGE_SHIFT, (first + npages) << PAGE_SHIFT
         invalidation = self.mm.invalidate(start, end, event, owner=owner, blockable=blockable)
@@ -561,13 +557,13 @@ class Cpu:
 
     def note(self, who: str, action: str, pages: int) -> None:
         """Called by subscriber callbacks: what this thread's running start made ``who`` do."""
-        notes: Optional[List[Tuple[str, str, int]]] = getattr(self._local, "notes", None)
+        notes: Optional[list[tuple[str, str, int]]] = getattr(self._local, "notes", None)
         if notes is not None:
             notes.append((who, action, pages))
 
     # -- results ------------------------------------------------------------------------------
 
-    def verify(self) -> List[str]:
+    def verify(self) -> list[str]:
         """Every mirrored page of every device equals the page table (T26); returns the
         differences. Call when no thread is changing or faulting."""
         table = self.page_table()
@@ -590,7 +586,7 @@ class StaleCheck:
 
     def __init__(self) -> None:
         self.checked = 0
-        self.stale: List[str] = []
+        self.stale: list[str] = []
         self._lock = threading.Lock()
 
     def __call__(self, cpu: Cpu, rng: Range) -> None:
@@ -615,14 +611,14 @@ class DemoReport:
     seed: int
     npages: int
     invalidations: int
-    by_op: Dict[str, int]
-    by_event: Dict[str, int]
-    reached: Dict[Tuple[str, str], int]
-    samples: List[str]
-    devices: Dict[str, DeviceStats]
+    by_op: dict[str, int]
+    by_event: dict[str, int]
+    reached: dict[tuple[str, str], int]
+    samples: list[str]
+    devices: dict[str, DeviceStats]
     mirrored_pages: int
-    mismatches: List[str]
-    stale: List[str]
+    mismatches: list[str]
+    stale: list[str]
     stale_checks: int
 
     @property
@@ -640,7 +636,7 @@ class DemoReport:
         the page table it read."""
         return not self.mismatches and not self.stale and self.commit_mismatches == 0
 
-    def lines(self) -> List[str]:
+    def lines(self) -> list[str]:
         """The human summary, one string per line."""
         rate = self.invalidations / self.seconds if self.seconds > 0 else 0.0
         ops = ", ".join(f"{op} {n}" for op, n in sorted(self.by_op.items()))
@@ -708,7 +704,7 @@ def run_demo(
     devices = [Device(cpu, "dev0"), Device(cpu, "dev1")]
     cpu.write(0, npages)
     stop = threading.Event()
-    errors: List[BaseException] = []
+    errors: list[BaseException] = []
 
     def faulter(rng: random.Random) -> None:
         while not stop.is_set():
@@ -786,14 +782,14 @@ def run_demo(
     return report
 
 
-def _pages_in(mirror: Dict[int, MirrorEntry], first: int, stop: int) -> List[int]:
+def _pages_in(mirror: dict[int, MirrorEntry], first: int, stop: int) -> list[int]:
     """The mirrored pages in ``[first, stop)``, by whichever scan is shorter."""
     if stop - first > len(mirror):
         return [page for page in mirror if first <= page < stop]
     return [page for page in range(first, stop) if page in mirror]
 
 
-def _visible(entries: Dict[int, Pte]) -> Dict[int, MirrorEntry]:
+def _visible(entries: dict[int, Pte]) -> dict[int, MirrorEntry]:
     return {page: pte.mirrored() for page, pte in entries.items()}
 
 

@@ -44,11 +44,12 @@ Requires the optional extra: ``pip install mmn_fast[unicorn]``.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional
 
 try:
-    import capstone  # type: ignore[import-untyped]
+    import capstone  # type: ignore[import-untyped, unused-ignore]
     import unicorn
 except ImportError as _exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
@@ -150,7 +151,7 @@ def _capstone_for(uc: Uc) -> Optional[capstone.Cs]:
     return capstone.Cs(cs_arch, cs_mode)
 
 
-def _hook_range(begin: int, end: int) -> Tuple[int, int]:
+def _hook_range(begin: int, end: int) -> tuple[int, int]:
     """Unicorn's inclusive hook range ``[begin, end]`` as a half-open invalidation range.
 
     ``begin > end`` is Unicorn's "every address". A range end is at most ``2**64 - 1``
@@ -201,14 +202,14 @@ class CoherentUc:
     ) -> None:
         self._uc = uc
         self._mm = MM()
-        self._blocks: Dict[int, IntervalNotifier] = {}
-        self._insns: Dict[int, Tuple[IntervalNotifier, Tuple[Insn, ...]]] = {}
-        self._hook_ranges: Dict[int, Tuple[int, int]] = {}
+        self._blocks: dict[int, IntervalNotifier] = {}
+        self._insns: dict[int, tuple[IntervalNotifier, tuple[Insn, ...]]] = {}
+        self._hook_ranges: dict[int, tuple[int, int]] = {}
         self._cs = disassembler if disassembler is not None else _capstone_for(uc)
         self.stats = Stats()
         self._track_guest_writes = track_guest_writes
-        self._watched: Dict[int, int] = {}  # watched 4 KiB window -> its write hook
-        self._own_hooks: List[int] = [
+        self._watched: dict[int, int] = {}  # watched 4 KiB window -> its write hook
+        self._own_hooks: list[int] = [
             uc.hook_add(unicorn.UC_HOOK_BLOCK, self._on_block, None, code_begin, code_end)
         ]
         uc.ctl_flush_tb()
@@ -225,7 +226,7 @@ class CoherentUc:
         """The layer's address space: one native subscription per cached block/analysis."""
         return self._mm
 
-    def blocks(self) -> List[BlockInfo]:
+    def blocks(self) -> list[BlockInfo]:
         """The blocks the layer holds as cached, in address order."""
         return [BlockInfo(s.start, s.last + 1) for _, s in sorted(self._blocks.items())]
 
@@ -304,7 +305,7 @@ class CoherentUc:
         start = min(start, _U64_MAX - 1)
         end = min(max(end, start + 1), _U64_MAX)
         self.stats.invalidations += 1
-        doomed: List[IntervalNotifier] = []
+        doomed: list[IntervalNotifier] = []
         result: Any = None
         try:
             with self._mm.invalidate(start, end, event):
@@ -318,7 +319,7 @@ class CoherentUc:
                 sub.remove()
         return result
 
-    def _drop(self, tags: List[Any], doomed: List[IntervalNotifier], remove_tb: bool) -> None:
+    def _drop(self, tags: list[Any], doomed: list[IntervalNotifier], remove_tb: bool) -> None:
         """Forget every block and analysis named by ``tags`` (pairs with ``_learn``)."""
         for tag in tags:
             if isinstance(tag, _InsnTag):
@@ -420,7 +421,7 @@ class CoherentUc:
 
     # ----------------------------------------------------------------- analysis cache
 
-    def instructions(self, address: int) -> Tuple[Insn, ...]:
+    def instructions(self, address: int) -> tuple[Insn, ...]:
         """The decoded instructions of the block at ``address``, never stale.
 
         Served from the analysis cache; a miss decodes the current guest bytes of the block
@@ -443,7 +444,7 @@ class CoherentUc:
         self._insns[address] = (analysis, insns)
         return insns
 
-    def cached_analyses(self) -> Mapping[int, Tuple[Insn, ...]]:
+    def cached_analyses(self) -> Mapping[int, tuple[Insn, ...]]:
         """A snapshot of the analysis cache: block start -> instructions."""
         return {start: insns for start, (_, insns) in self._insns.items()}
 

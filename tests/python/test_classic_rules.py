@@ -7,8 +7,7 @@ import warnings
 import pytest
 
 import mmn_fast
-from mmn_fast import MM, Event, Notifier, Range, WouldBlock, synchronize
-from mmn_fast import _classic
+from mmn_fast import MM, Event, Notifier, Range, WouldBlock, _classic, synchronize
 
 START, END, IR = "invalidate_range_start", "invalidate_range_end", "invalidate_range"
 CALLBACKS = ("release", START, END, IR, "clear_flush_young", "clear_young", "test_young",

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Dict, List, Set, Tuple
 
 import pytest
 
@@ -31,10 +30,10 @@ class StaleProbe:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.stale: List[str] = []
-        self.devices: Set[Device] = set()
-        self.checks: Dict[str, int] = {"checked": 0, "owner skipped": 0}
-        self.events: Set[Event] = set()
+        self.stale: list[str] = []
+        self.devices: set[Device] = set()
+        self.checks: dict[str, int] = {"checked": 0, "owner skipped": 0}
+        self.events: set[Event] = set()
 
     def __call__(self, cpu: Cpu, rng: Range) -> None:
         first = rng.start >> PAGE_SHIFT
@@ -56,7 +55,7 @@ class StaleProbe:
                 self.stale += [f"{device.name} page {p:#x} survived {rng!r}" for p in found]
 
 
-def mirror_differences(cpu: Cpu, devices: Set[Device]) -> List[str]:
+def mirror_differences(cpu: Cpu, devices: set[Device]) -> list[str]:
     table = cpu.page_table()
     out = []
     for device in devices:
@@ -72,7 +71,7 @@ def test_demo_run_keeps_mirrors_coherent(seed: int) -> None:
     """T26 end to end: concurrent faults, snapshots and CPU changes for a short while; no page
     survives the start of an invalidation covering it, and the mirrors match at the end."""
     probe = StaleProbe()
-    seen_cpu: List[Cpu] = []
+    seen_cpu: list[Cpu] = []
 
     def keep_cpu(cpu: Cpu, rng: Range) -> None:
         if not seen_cpu:
@@ -94,7 +93,7 @@ def test_demo_run_keeps_mirrors_coherent(seed: int) -> None:
     assert len(mm) == 0 and mm.active_invalidate_ranges == 0 and mm.invalidate_seq % 2 == 0
 
 
-def make(npages: int = 64, ndevices: int = 1) -> Tuple[Cpu, List[Device], StaleProbe]:
+def make(npages: int = 64, ndevices: int = 1) -> tuple[Cpu, list[Device], StaleProbe]:
     cpu = Cpu()
     probe = StaleProbe()
     cpu.hooks.append(probe)
@@ -143,7 +142,7 @@ def test_retries_under_contention_between_threads() -> None:
     cpu, (dev, other), probe = make(ndevices=2)
     read_done = threading.Event()
     changed = threading.Event()
-    results: List[int] = []
+    results: list[int] = []
 
     def hold(attempt: int) -> None:
         if attempt == 0:
@@ -168,8 +167,8 @@ def test_fault_during_an_open_invalidation_waits_for_its_end() -> None:
     device is open blocks in read_begin, and after the end it sees the change."""
     cpu, (dev,), _ = make()
     dev.fault(0, 64)
-    started: List[threading.Thread] = []
-    results: List[int] = []
+    started: list[threading.Thread] = []
+    results: list[int] = []
 
     def start_fault(cpu: Cpu, rng: Range) -> None:
         if rng.event != Event.UNMAP or started:
@@ -320,7 +319,7 @@ def test_cli_version() -> None:
 
 @pytest.mark.parametrize("argv", [["bench"], ["bench", "--help"], ["bench", "--quick", "x"]])
 def test_cli_bench_without_its_module_exits_2(
-    argv: List[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(cli, "_BENCH_MODULE", "mmn_fast._no_such_bench")
     assert cli.main(argv) == 2
@@ -341,7 +340,7 @@ def test_cli_bench_hands_its_arguments_over(
 
 
 @pytest.mark.parametrize("argv", [[], ["demo", "--seconds", "-1"], ["demo", "--seconds", "nan"]])
-def test_cli_rejects_bad_arguments(argv: List[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_rejects_bad_arguments(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         cli.main(argv)
     assert info.value.code == 2

@@ -320,7 +320,7 @@ def test_read_side(timeout, seq, cur):
     else:
         sub.set_seq(before_seq := state(mm)[0] - 1)
         assert sub.invalidate_seq == before_seq
-    for i in range(3):
+    for _ in range(3):
         outcome(mm.insert_interval_notifier, cur, seq, timeout)  # ops=hostile: TypeError or a callable
     mm._check_invariants()
 

@@ -73,7 +73,7 @@ def test_other_cycles_are_collected(where):
     elif where == "bound method ops":
         sub = mm.insert_interval_notifier(0, 0x10, CycleOps(mm).invalidate)
     else:
-        sub = mm.insert_interval_notifier(0, 0x10, lambda s, r, c: mm is not None)
+        sub = mm.insert_interval_notifier(0, 0x10, lambda s, r, c: mm is not None)  # noqa: F821 - the closure over mm is the cycle
     refs = [weakref.ref(mm), weakref.ref(sub)]
     del mm, sub
     collect()

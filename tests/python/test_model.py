@@ -19,8 +19,14 @@ from dataclasses import dataclass
 
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
-from hypothesis.stateful import (Bundle, RuleBasedStateMachine, invariant, multiple,
-                                 precondition, rule)
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    invariant,
+    multiple,
+    precondition,
+    rule,
+)
 
 from mmn_fast import MM, Event, Range, WouldBlock
 

@@ -14,7 +14,6 @@ import pathlib
 import sys
 from collections import Counter
 from types import ModuleType
-from typing import List
 
 import pytest
 
@@ -22,7 +21,7 @@ unicorn = pytest.importorskip("unicorn")
 capstone = pytest.importorskip("capstone")
 
 from mmn_fast import Event  # noqa: E402
-from mmn_fast.unicorn import CoherentUc, Insn  # noqa: E402
+from mmn_fast.unicorn import Insn  # noqa: E402
 
 
 def _load_harness() -> ModuleType:
@@ -149,7 +148,7 @@ def test_hook_add_and_delete_drop_the_hooked_blocks(arch: str) -> None:
     layer = m.layer
     m.run("patch_main")
     layer.reset_stats()
-    hits: List[int] = []
+    hits: list[int] = []
     size = len(m.code["body"][1])
     handle = m.hook_add(unicorn.UC_HOOK_CODE, lambda uc, a, s, d: hits.append(a), BODY, BODY + size - 1)
     assert layer.stats.dropped == Counter({BODY: 1})
@@ -183,7 +182,7 @@ def test_write_touching_no_cached_block_drops_nothing(arch: str) -> None:
 @pytest.mark.parametrize("arch", ARCHS)
 def test_disassembly_is_never_stale_under_self_modifying_code(arch: str) -> None:
     m = h.Machine(arch, "layer")
-    seen: List[int] = []
+    seen: list[int] = []
 
     def trace(uc: object, address: int, size: int, user_data: object) -> None:
         seen.append(_imm(m.layer.instructions(address)[0]))
@@ -206,7 +205,7 @@ def test_naive_disassembly_cache_goes_stale(arch: str) -> None:
         )
     )
     cache: dict = {}
-    seen: List[int] = []
+    seen: list[int] = []
 
     def trace(uc: object, address: int, size: int, user_data: object) -> None:
         if address not in cache:

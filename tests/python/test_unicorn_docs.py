@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pathlib
 import re
-from typing import List
 
 import pytest
 
@@ -14,7 +13,7 @@ pytest.importorskip("capstone")
 DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "unicorn.md"
 
 
-def _blocks() -> List[str]:
+def _blocks() -> list[str]:
     if not DOC.exists():
         return []
     return re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.S)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib.util
 import pathlib
 from types import ModuleType
-from typing import Any, Callable, Dict, List, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import unicorn
 from unicorn import arm64_const, x86_const
@@ -48,7 +48,7 @@ class Arch(NamedTuple):
     canary: bytes
 
 
-ARCHS: Dict[str, Arch] = {
+ARCHS: dict[str, Arch] = {
     "x86_64": Arch(
         unicorn.UC_ARCH_X86,
         unicorn.UC_MODE_64,
@@ -85,7 +85,7 @@ class Machine:
         self.arch_name = arch
         self.arch = ARCHS[arch]
         self.mode = mode
-        self.code: Dict[str, "programs.Program"] = programs.PROGRAMS[arch]
+        self.code: dict[str, programs.Program] = programs.PROGRAMS[arch]
         self.uc = unicorn.Uc(self.arch.uc_arch, self.arch.uc_mode)
         self.layer: Optional[CoherentUc] = CoherentUc(self.uc) if mode == "layer" else None
         self.map(programs.CODE, 0x2000)
@@ -149,19 +149,19 @@ class Machine:
         return value
 
 
-Scenario = Callable[[Machine], List[int]]
+Scenario = Callable[[Machine], list[int]]
 
 BODY = 0x10100
 
 
-def patch_between_runs(m: Machine) -> List[int]:
+def patch_between_runs(m: Machine) -> list[int]:
     """The host patches a called function between two runs."""
     first = m.run("patch_main")
     m.load("body_patched")
     return [first, m.run("patch_main")]
 
 
-def patch_mid_run(m: Machine) -> List[int]:
+def patch_mid_run(m: Machine) -> list[int]:
     """A code hook patches the called function on the 5th loop iteration."""
     hits = [0]
 
@@ -174,17 +174,17 @@ def patch_mid_run(m: Machine) -> List[int]:
     return [m.run("patch_main"), hits[0]]
 
 
-def self_modifying(m: Machine) -> List[int]:
+def self_modifying(m: Machine) -> list[int]:
     """The guest rewrites the immediate of its next block (body) on every iteration."""
     return [m.run("smc_main")]
 
 
-def guest_copy(m: Machine) -> List[int]:
+def guest_copy(m: Machine) -> list[int]:
     """The guest copies fn_a to the JIT page and calls it, then fn_b over it, and calls it."""
     return [m.run("copy_main")]
 
 
-def host_copy(m: Machine) -> List[int]:
+def host_copy(m: Machine) -> list[int]:
     """The host copies fn_a to a new page, the guest jumps there; then fn_b to the same page."""
     out = []
     for name in ("fn_a", "fn_b"):
@@ -193,7 +193,7 @@ def host_copy(m: Machine) -> List[int]:
     return out
 
 
-def unmap_remap(m: Machine) -> List[int]:
+def unmap_remap(m: Machine) -> list[int]:
     """A page of code is unmapped and remapped at the same address with new code."""
     m.map(programs.PAGE, 0x1000)
     m.load("page_v1")
@@ -204,9 +204,9 @@ def unmap_remap(m: Machine) -> List[int]:
     return [first, m.run("call_page")]
 
 
-def hook_after_run(m: Machine) -> List[int]:
+def hook_after_run(m: Machine) -> list[int]:
     """A code hook on body is added after the code ran once, then deleted again."""
-    hits: List[int] = []
+    hits: list[int] = []
     first = m.run("patch_main")
     size = len(m.code["body"][1])
     handle = m.hook_add(unicorn.UC_HOOK_CODE, lambda uc, a, s, d: hits.append(a), BODY, BODY + size - 1)
@@ -217,7 +217,7 @@ def hook_after_run(m: Machine) -> List[int]:
     return [first, second, with_hook, third, len(hits)]
 
 
-SCENARIOS: Dict[str, Scenario] = {
+SCENARIOS: dict[str, Scenario] = {
     "patch_between_runs": patch_between_runs,
     "patch_mid_run": patch_mid_run,
     "self_modifying": self_modifying,

@@ -24,16 +24,14 @@ The accumulator is rbx (x86-64) or x19 (ARM64); every ``*_main`` ends on an exit
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
-
-Program = Tuple[int, bytes]
+Program = tuple[int, bytes]
 
 CODE = 0x10000
 JIT = 0x40000
 PAGE = 0x50000
 STACK = 0x30000
 
-X86_64: Dict[str, Program] = {
+X86_64: dict[str, Program] = {
     # 0x10000: mov rcx, 10
     #   xor ebx, ebx
     #   loop: call 0x10100
@@ -94,7 +92,7 @@ X86_64: Dict[str, Program] = {
     'page_v2': (0x50000, bytes.fromhex('b802000000c3')),
 }
 
-ARM64: Dict[str, Program] = {
+ARM64: dict[str, Program] = {
     # 0x10000: mov x20, #10
     #   mov x19, #0
     #   loop: bl 0x10100
@@ -170,4 +168,4 @@ ARM64: Dict[str, Program] = {
     'page_v2': (0x50000, bytes.fromhex('400080d2c0035fd6')),
 }
 
-PROGRAMS: Dict[str, Dict[str, Program]] = {"x86_64": X86_64, "arm64": ARM64}
+PROGRAMS: dict[str, dict[str, Program]] = {"x86_64": X86_64, "arm64": ARM64}
