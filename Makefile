@@ -24,6 +24,8 @@ test: test-rust test-python test-short-runs
 # Rust: unit, model and doc tests of the core; the loom model check (bounded); the fuzz corpus
 # replayed plus a short coverage-guided run (docs/reliability.md has the long commands).
 test-rust:
+	cargo fmt --check
+	cargo clippy --locked --quiet --all-targets --features python -- -D warnings
 	cargo test --locked --quiet
 	RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
 		cargo test --locked --release --quiet --test loom_protocol

@@ -180,15 +180,26 @@ pub fn run(data: &[u8]) {
                     m.seq |= 1;
                 }
                 let mut called = Vec::new();
+                let mut handed_natives = Vec::new();
                 let mut n = 0u32;
-                let started = p.start(q, |_, iv, sub, cur| {
+                let started = p.start(q, |key, iv, sub, cur| {
                     assert!(iv.overlaps(q));
+                    if sub.is_native() {
+                        // Handed back only after a callback subscription in the walk (R16).
+                        assert!(!called.is_empty(), "native handed back before any callback");
+                        handed_natives.push(key);
+                        return;
+                    }
                     called.push((sub.payload, cur));
                     if setmask >> (n % 8) & 1 == 1 {
                         sub.set_seq(cur);
                     }
                     n += 1;
                 });
+                // Nothing refuses here: the in-order walk reaches every native handed back.
+                for key in handed_natives {
+                    assert!(p.invalidate_native(key, started.cur_seq), "handed-back native gone");
+                }
                 assert_eq!(started.cur_seq, m.seq, "cur_seq (R83)");
                 assert_eq!(started.hits, hits.len(), "hits");
                 let want_called: Vec<usize> = hits.iter().copied().filter(|&i| !m.subs[i].native).collect();
