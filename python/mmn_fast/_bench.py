@@ -1229,8 +1229,11 @@ def tree_table(targets: dict[str, dict[str, Any]]) -> tuple[str, list[dict[str, 
             if v is None:
                 r = targets[t]["results"].get(w)
                 row.append(r.get("status", "-") if r else "-")
-            elif best:
-                row.append(f"{_fmt_ns(v)} ({v / best:.2g}x)" if v != best else f"{_fmt_ns(v)} (best)")
+            elif v == best or not best:
+                # A zero best (e.g. a memory delta below the RSS page size) has no ratio.
+                row.append(f"{_fmt_ns(v)} (best)" if v == best else _fmt_ns(v))
+            else:
+                row.append(f"{_fmt_ns(v)} ({v / best:.2g}x)")
         row.append(f"{ratio:.2f} vs {best_peer}" if ratio is not None else "-")
         lines.append(row)
         rows.append({"workload": w, "medians": cells, "best_peer": best_peer, "mmn_fast_over_best_peer": ratio})

@@ -21,7 +21,7 @@ use pyo3::types::{PyBytes, PyList};
 use super::callbacks::{warn, Collected, StartScope};
 use super::convert::{EventArg, EVENT_RELEASE, U64};
 use super::errors::would_block;
-use super::range::{truthy_or_true, Range};
+use super::range::Range;
 use super::subscription::IntervalNotifier;
 use crate::interval::Interval;
 use crate::notifier::Notifier;
@@ -419,16 +419,9 @@ impl MMCore {
         vma: Option<Py<PyAny>>,
     ) -> PyResult<Invalidation> {
         let py = slf.py();
-        let event = event.0;
-        let blockable = truthy_or_true(blockable)?;
-        let range = Range::build(
+        let range = Py::new(
             py,
-            start.0,
-            end.0,
-            event,
-            blockable,
-            vma.unwrap_or_else(|| py.None()),
-            owner.unwrap_or_else(|| py.None()),
+            Range::new(py, start, end, event, blockable, vma, owner)?,
         )?;
         Ok(Invalidation {
             mm: slf.clone().unbind(),
@@ -456,16 +449,7 @@ impl MMCore {
             if this.classic_on() {
                 // Classic notifiers need a Range and Python for every range.
                 let q = queries[i];
-                let range = Range::build(
-                    py,
-                    q.start(),
-                    q.last() + 1,
-                    event,
-                    true,
-                    py.None(),
-                    py.None(),
-                )?
-                .into_bound(py);
+                let range = batch_range(py, q, event)?;
                 let (started, calls) = this.begin(py, q);
                 hits += started.hits as u64;
                 Self::finish_batch_range(slf, &range, started.cur_seq, calls)?;
@@ -494,16 +478,7 @@ impl MMCore {
                             .filter_map(|&k| Some(Call::of(py, k, &guard.sub(k)?.1.payload)))
                             .collect::<Vec<_>>()
                     };
-                    let range = Range::build(
-                        py,
-                        q.start(),
-                        q.last() + 1,
-                        event,
-                        true,
-                        py.None(),
-                        py.None(),
-                    )?
-                    .into_bound(py);
+                    let range = batch_range(py, q, event)?;
                     Self::finish_batch_range(slf, &range, cur_seq, calls)?;
                     i += at + 1;
                 }
@@ -649,6 +624,20 @@ impl MMCore {
             StartOutcome::Refused => Err(would_block(slf.py())),
         }
     }
+}
+
+/// The `Range(start, end, event)` of one `invalidate_many` range (blockable, no vma or owner).
+fn batch_range(py: Python<'_>, q: Interval, event: u8) -> PyResult<Bound<'_, Range>> {
+    let range = Range::build(
+        py,
+        q.start(),
+        q.last() + 1,
+        event,
+        true,
+        py.None(),
+        py.None(),
+    )?;
+    Ok(range.into_bound(py))
 }
 
 /// What gets called for `ops` (API.md "Ops"): its callable `invalidate` attribute, else `ops`

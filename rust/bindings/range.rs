@@ -57,7 +57,7 @@ impl Range {
 }
 
 /// `bool(blockable)`, with a missing argument meaning true.
-pub(crate) fn truthy_or_true(blockable: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+fn truthy_or_true(blockable: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
     blockable.map_or(Ok(true), PyAnyMethods::is_truthy)
 }
 
@@ -65,7 +65,7 @@ pub(crate) fn truthy_or_true(blockable: Option<&Bound<'_, PyAny>>) -> PyResult<b
 impl Range {
     #[new]
     #[pyo3(signature = (start, end, event = EventArg::UNMAP, *, blockable = None, vma = None, owner = None))]
-    fn new(
+    pub(crate) fn new(
         py: Python<'_>,
         start: U64,
         end: U64,
