@@ -20,8 +20,6 @@ pub enum Error {
     NoActiveInvalidation,
     /// A wait on the invalidation this thread is running itself (SPEC D6, R32, R42).
     WouldDeadlock,
-    /// A handle that is not in the tree.
-    UnknownHandle(u64),
 }
 
 impl fmt::Display for Error {
@@ -46,7 +44,6 @@ impl fmt::Display for Error {
                 "would wait for the invalidation this thread is running: \
                  not allowed from inside an invalidation callback",
             ),
-            Self::UnknownHandle(h) => write!(f, "handle {h} is not in the tree"),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The one conversion from a core [`Error`] to a Python exception, and the Python-defined
 //! exception types (`WouldBlock`) the binding raises.
 
-use pyo3::exceptions::{PyKeyError, PyOverflowError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
@@ -18,7 +18,6 @@ impl From<Error> for PyErr {
             | Error::NotSubscribed
             | Error::Released => PyValueError::new_err(msg),
             Error::NoActiveInvalidation | Error::WouldDeadlock => PyRuntimeError::new_err(msg),
-            Error::UnknownHandle(_) => PyKeyError::new_err(msg),
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use pyo3::exceptions::{PyRuntimeError, PyTimeoutError, PyValueError};
+use pyo3::exceptions::PyTimeoutError;
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 
@@ -136,7 +136,7 @@ impl IntervalNotifier {
             return Ok(seq);
         }
         if mm.inside_own_start() {
-            return Err(PyRuntimeError::new_err(Error::WouldDeadlock.to_string()));
+            return Err(Error::WouldDeadlock.into());
         }
         if mm.wait_epoch(py, seq, timeout)? {
             Ok(seq)
@@ -175,9 +175,7 @@ impl IntervalNotifier {
     /// callback of this mm when it would have to wait (D6); neither changes anything.
     fn remove(&self, py: Python<'_>) -> PyResult<()> {
         if self.removed.swap(true, Ordering::AcqRel) {
-            return Err(PyValueError::new_err(
-                "this subscription was already removed",
-            ));
+            return Err(Error::NotSubscribed.into());
         }
         let mm = self.mm.get();
         let key = self.key();
@@ -185,7 +183,7 @@ impl IntervalNotifier {
             let mut guard = mm.notifier.lock(); // under the lock
             if guard.remove_would_wait(key) && mm.inside_own_start() {
                 self.removed.store(false, Ordering::Release);
-                return Err(PyRuntimeError::new_err(Error::WouldDeadlock.to_string()));
+                return Err(Error::WouldDeadlock.into());
             }
             guard.remove(key)
         };
