@@ -14,6 +14,9 @@ mod tree;
 use pyo3::prelude::*;
 
 /// The native module `mmn_fast._mmn_fast`; use the public names of `mmn_fast` instead.
+///
+/// `gil_used = true` on purpose: the stable ABI we build for has no free-threaded variant, and
+/// classic mode (pure Python) relies on the GIL for the atomicity of its snapshot swaps.
 #[pymodule(gil_used = true)]
 fn _mmn_fast(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<mm::MMCore>()?;
