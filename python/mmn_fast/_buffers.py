@@ -38,6 +38,10 @@ def _sequence_bytes(obj: Any, name: str) -> bytes:
         items = list(obj)
     except TypeError:
         raise TypeError(f"{name} must be a buffer of u64 or a sequence of ints, not {type(obj).__name__}") from None
+    try:
+        return array("Q", items).tobytes()  # plain ints: converted in C
+    except (TypeError, OverflowError):
+        pass  # objects with __index__, or a bad item: the loop below says which
     words = array("Q")
     for item in items:
         if isinstance(item, (float, str, bytes)) or item is None:
