@@ -28,37 +28,9 @@ from __future__ import annotations
 
 import sys
 
-from mmn_fast._demo import (
-    CHUNK_PAGES,
-    PAGE_SHIFT,
-    PAGE_SIZE,
-    Cpu,
-    DemoReport,
-    Device,
-    DeviceBusy,
-    DeviceStats,
-    Perm,
-    Pte,
-    StaleCheck,
-    main,
-    run_demo,
-)
+from mmn_fast._demo import Cpu, Device, main, run_demo
 
-__all__ = [
-    "CHUNK_PAGES",
-    "PAGE_SHIFT",
-    "PAGE_SIZE",
-    "Cpu",
-    "DemoReport",
-    "Device",
-    "DeviceBusy",
-    "DeviceStats",
-    "Perm",
-    "Pte",
-    "StaleCheck",
-    "main",
-    "run_demo",
-]
+__all__ = ["Cpu", "Device", "main", "run_demo"]
 
 if __name__ == "__main__":
     sys.exit(main())
