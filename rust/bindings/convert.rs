@@ -6,6 +6,9 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyFloat, PyTuple};
 use pyo3::Borrowed;
 
+use crate::error::Error;
+use crate::interval::Interval;
+
 /// A u64 argument: anything with `__index__`; a value outside u64 is `OverflowError`.
 ///
 /// The same as `PyO3`'s `u64` extraction, but an `int` takes `PyLong_AsUnsignedLong` where that is
@@ -116,4 +119,38 @@ pub fn timeout_arg(timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Option<std::t
         return Err(PyValueError::new_err("timeout must be >= 0 seconds"));
     }
     Ok(std::time::Duration::try_from_secs_f64(secs).ok())
+}
+
+/// The native-endian u64 items of `bytes` (a trailing partial item is ignored).
+fn words(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    bytes.chunks_exact(8).map(|c| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(c);
+        u64::from_ne_bytes(word)
+    })
+}
+
+/// Decode a batch given as two native-endian u64 arrays (as bytes) into intervals with `make`,
+/// the checked constructor of the batch's convention (`Interval::from_range` for half-open
+/// ranges, `Interval::new` for closed intervals). Every pair is checked before the caller
+/// changes anything (D3): unequal lengths or a bad pair is `ValueError` naming the `item`.
+/// Needs no GIL: callers run it detached, so a large batch does not stall other threads.
+pub fn batch_from_bytes(
+    firsts: &[u8],
+    seconds: &[u8],
+    make: fn(u64, u64) -> Result<Interval, Error>,
+    item: &str,
+) -> PyResult<Vec<Interval>> {
+    if firsts.len() != seconds.len() {
+        return Err(PyValueError::new_err(format!(
+            "the two arrays of {item}s have different lengths"
+        )));
+    }
+    words(firsts)
+        .zip(words(seconds))
+        .enumerate()
+        .map(|(i, (a, b))| {
+            make(a, b).map_err(|err| PyValueError::new_err(format!("{item} {i}: {err}")))
+        })
+        .collect()
 }

@@ -19,7 +19,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
 use super::callbacks::{warn, Collected, StartScope};
-use super::convert::{EventArg, EVENT_RELEASE, U64};
+use super::convert::{batch_from_bytes, EventArg, EVENT_RELEASE, U64};
 use super::errors::would_block;
 use super::range::Range;
 use super::subscription::IntervalNotifier;
@@ -441,7 +441,10 @@ impl MMCore {
         let py = slf.py();
         let this = slf.get();
         let event = event.0;
-        let queries = queries_from_bytes(starts.as_bytes(), ends.as_bytes())?;
+        let (starts, ends) = (starts.as_bytes(), ends.as_bytes());
+        // The whole batch is checked before anything changes (D3), without the GIL.
+        let queries =
+            py.detach(|| batch_from_bytes(starts, ends, Interval::from_range, "range"))?;
         let mut hits = 0u64;
         let mut i = 0;
         let mut stopped_at_callback = false;
@@ -657,29 +660,6 @@ fn resolve_callback(ops: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         "ops must have a callable invalidate(sub, range, cur_seq) or be callable, not {}",
         ops.get_type().name()?
     )))
-}
-
-/// Decode and check a batch: equal lengths, whole u64 items, `start < end` for each (D3).
-fn queries_from_bytes(starts: &[u8], ends: &[u8]) -> PyResult<Vec<Interval>> {
-    if starts.len() != ends.len() {
-        return Err(PyValueError::new_err(
-            "starts and ends have different lengths",
-        ));
-    }
-    let words = |b: &[u8]| -> Vec<u64> {
-        b.chunks_exact(8)
-            .map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8])))
-            .collect()
-    };
-    words(starts)
-        .into_iter()
-        .zip(words(ends))
-        .enumerate()
-        .map(|(i, (s, e))| {
-            Interval::from_range(s, e)
-                .map_err(|err| PyValueError::new_err(format!("range {i}: {err}")))
-        })
-        .collect()
 }
 
 /// `with mm.invalidate(...) as range`: start on enter, end on exit (API.md).

@@ -12,7 +12,7 @@ use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
-use super::convert::U64;
+use super::convert::{batch_from_bytes, U64};
 use crate::interval::Interval;
 use crate::tree::{Handle, IntervalTree};
 
@@ -57,30 +57,6 @@ fn entry<'py>(py: Python<'py>, iv: Interval, value: &Py<PyAny>) -> PyResult<Boun
             value.bind(py).clone(),
         ],
     )
-}
-
-fn words(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
-    bytes.chunks_exact(8).map(|c| {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(c);
-        u64::from_ne_bytes(word)
-    })
-}
-
-/// Decode `[start, last]` pairs from native-endian u64 bytes, checking `start <= last`.
-fn intervals_from_bytes(starts: &[u8], lasts: &[u8]) -> PyResult<Vec<Interval>> {
-    if starts.len() != lasts.len() {
-        return Err(PyValueError::new_err(
-            "starts and lasts have different lengths",
-        ));
-    }
-    words(starts)
-        .zip(words(lasts))
-        .enumerate()
-        .map(|(i, (s, l))| {
-            Interval::new(s, l).map_err(|err| PyValueError::new_err(format!("interval {i}: {err}")))
-        })
-        .collect()
 }
 
 fn to_bytes(words: &[u64]) -> Vec<u8> {
@@ -166,7 +142,8 @@ impl IntervalTreeCore {
         lasts: &Bound<'_, PyBytes>,
         values: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let intervals = intervals_from_bytes(starts.as_bytes(), lasts.as_bytes())?;
+        let (starts, lasts) = (starts.as_bytes(), lasts.as_bytes());
+        let intervals = py.detach(|| batch_from_bytes(starts, lasts, Interval::new, "interval"))?;
         let values: Vec<Py<PyAny>> = match values {
             Some(v) => v
                 .try_iter()?
@@ -194,7 +171,8 @@ impl IntervalTreeCore {
         starts: &Bound<'py, PyBytes>,
         lasts: &Bound<'py, PyBytes>,
     ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
-        let queries = intervals_from_bytes(starts.as_bytes(), lasts.as_bytes())?;
+        let (starts, lasts) = (starts.as_bytes(), lasts.as_bytes());
+        let queries = py.detach(|| batch_from_bytes(starts, lasts, Interval::new, "query"))?;
         let (idx, handles) = py.detach(|| {
             let tree = self.read();
             let mut idx = Vec::new();
