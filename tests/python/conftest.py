@@ -21,6 +21,19 @@ JOIN = 5.0
 BLOCKED = 0.15
 
 
+class Idx:
+    """An integer-like object: not an int, but has ``__index__`` (API.md input conventions)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __index__(self):
+        return self.value
+
+    def __repr__(self):
+        return f"Idx({self.value!r})"
+
+
 @dataclass
 class Hit:
     """One interval callback as seen from inside it."""

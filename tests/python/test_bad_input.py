@@ -9,17 +9,7 @@ import pytest
 
 from mmn_fast import MM, Event, IntervalTree, Range
 
-from conftest import U64_MAX, Ops, snapshot
-
-
-class Idx:
-    """An integer-like object (has __index__ only)."""
-
-    def __init__(self, value):
-        self.value = value
-
-    def __index__(self):
-        return self.value
+from conftest import U64_MAX, Idx, Ops, snapshot
 
 
 class Boom(Exception):

@@ -24,25 +24,14 @@ from hypothesis import strategies as st
 
 from mmn_fast import MM, Event, IntervalTree, Range
 
+from conftest import Idx
+
 U64 = 1 << 64
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 class IndexBoom(Exception):
     """Raised by a hostile ``__index__``; API.md: it propagates."""
-
-
-class Idx:
-    """Not an int, but has ``__index__``."""
-
-    def __init__(self, v):
-        self.v = v
-
-    def __index__(self):
-        return self.v
-
-    def __repr__(self):
-        return f"Idx({self.v!r})"
 
 
 class OddInt(int):
@@ -89,8 +78,8 @@ def as_u64(x):
     """The integer a well-formed argument stands for (None: not an integer argument)."""
     if type(x) is int or type(x) is bool:
         return int(x)
-    if isinstance(x, Idx) and type(x.v) is int:
-        return x.v
+    if isinstance(x, Idx) and type(x.value) is int:
+        return x.value
     return None
 
 
@@ -286,18 +275,13 @@ def test_read_side(timeout, seq, cur):
         assert got % 2 == 1
     elif type(timeout) in (int, float) and not (isinstance(timeout, float) and math.isnan(timeout)) and timeout >= 0:
         pytest.fail(f"read_begin({timeout!r}) raised {got!r}")
-    kind, r = outcome(sub.read_retry, seq)
-    if type(seq) is int:
-        if 0 <= seq < U64:
-            assert kind == "ok" and r is (seq != sub.invalidate_seq)
-        else:  # can equal no seq: True, or OverflowError by the general u64 rule
-            assert (kind, r) == ("ok", True) or isinstance(r, OverflowError)
-    kind, r = outcome(sub.check_retry, seq)
-    if type(seq) is int:
-        if 0 <= seq < U64:
-            assert kind == "ok" and r is (seq != sub.invalidate_seq)
-        else:  # can equal no seq: True, or OverflowError by the general u64 rule
-            assert (kind, r) == ("ok", True) or isinstance(r, OverflowError)
+    for retry in (sub.read_retry, sub.check_retry):
+        kind, r = outcome(retry, seq)
+        if type(seq) is int:
+            if 0 <= seq < U64:
+                assert kind == "ok" and r is (seq != sub.invalidate_seq)
+            else:  # can equal no seq: True, or OverflowError by the general u64 rule
+                assert (kind, r) == ("ok", True) or isinstance(r, OverflowError)
     kind, r = outcome(sub.set_seq, cur)
     if kind == "raised":
         assert_unchanged(mm, before, calls)
