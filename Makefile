@@ -32,10 +32,12 @@ test-rust:
 	cd fuzz && CARGO_TARGET_DIR=../target/fuzz-replay cargo test --locked --release --quiet
 	fuzz/run.sh 30
 
-# Python: every suite (short stress included), the benchmarks as plain tests, typing, and the
-# outside conformance suite when ../shared is present.
+# Python: every suite (short stress included), the benchmarks as plain tests, typing, the
+# documentation site (strict: a broken link or reference fails), and the outside conformance
+# suite when ../shared is present.
 test-python: $(VENV)/.installed
 	$(VPY) -m pytest tests/python benches -q -p no:cacheprovider --benchmark-disable
+	$(VPY) -m mkdocs build --strict --quiet
 	$(VPY) -m mypy python/mmn_fast examples
 	$(VPY) -m ruff check python examples benches tests/python
 	$(VPY) -m mypy.stubtest mmn_fast --allowlist stubtest-allowlist.txt
