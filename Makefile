@@ -21,12 +21,15 @@ demo: $(VENV)/.installed
 
 test: test-rust test-python test-short-runs
 
-# Rust: unit, model and doc tests of the core; the loom model check (bounded); the fuzz corpus
+# Rust: unit, model and doc tests of the core; its documentation (warnings are errors) and the
+# example program that uses it without Python; the loom model check (bounded); the fuzz corpus
 # replayed plus a short coverage-guided run (docs/reliability.md has the long commands).
 test-rust:
 	cargo fmt --check
 	cargo clippy --locked --quiet --all-targets --features python -- -D warnings
 	cargo test --locked --quiet
+	RUSTDOCFLAGS="-D warnings" cargo doc --locked --quiet --no-deps
+	cargo run --locked --quiet --example emulator_cache
 	RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
 		cargo test --locked --release --quiet --test loom_protocol
 	cd fuzz && CARGO_TARGET_DIR=../target/fuzz-replay cargo test --locked --release --quiet
