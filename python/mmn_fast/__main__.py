@@ -1,7 +1,8 @@
 """``python -m mmn_fast``: the command line.
 
 * ``demo``: two simulated devices mirror a CPU page table under concurrent invalidation (the
-  kernel's HMM test driver in user space; ``mmn_fast._tools.demo``). Exits 0 when every check held.
+  kernel's HMM test driver in user space; ``mmn_fast._tools.demo``). Exits 0 when every check
+  held.
 * ``bench``: the benchmarks against peers (``mmn_fast._tools.bench``, called as
   ``main(argv) -> int`` with the arguments that follow ``bench``). Exits 2 when this build has
   no benchmark module.
@@ -42,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
 
     # Listed for --help only: main() hands everything after "bench" (options and --help
     # included) to the benchmark module untouched, which argparse's REMAINDER cannot do.
-    commands.add_parser("bench", help="benchmark against peers (arguments go to mmn_fast._tools.bench)")
+    commands.add_parser(
+        "bench", help="benchmark against peers (arguments go to mmn_fast._tools.bench)"
+    )
     return parser
 
 

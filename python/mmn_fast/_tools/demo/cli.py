@@ -5,16 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import (
-    Optional,
-    TextIO,
-)
+from typing import Optional, TextIO
 
 from .pages import CHUNK_PAGES
 from .run import run_demo
 
 #: The first line of the demo's documentation (the package docstring).
-_DESCRIPTION = "A user-space ``dmirror``: simulated devices mirror a CPU page table through mmn_fast."
+_DESCRIPTION = (
+    "A user-space ``dmirror``: simulated devices mirror a CPU page table through mmn_fast."
+)
 
 
 def _seconds(text: str) -> float:

@@ -5,11 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import (
-    TYPE_CHECKING,
-    Callable,
-    Optional,
-)
+from typing import TYPE_CHECKING, Callable, Optional
 
 from mmn_fast import Event, IntervalNotifier, Range
 

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import (
-    TYPE_CHECKING,
-    NamedTuple,
-    Optional,
-)
+from typing import TYPE_CHECKING, NamedTuple, Optional
 
 if TYPE_CHECKING:
     from .device import Device

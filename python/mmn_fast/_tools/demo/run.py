@@ -7,9 +7,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import (
-    Callable,
-)
+from typing import Callable
 
 from mmn_fast import Event, Range
 
