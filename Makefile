@@ -42,7 +42,7 @@ test-python: $(VENV)/.installed
 	$(VPY) -m pytest tests/python benches -q -p no:cacheprovider --benchmark-disable
 	$(VPY) -m mkdocs build --strict --quiet
 	$(VPY) -m mypy python/mmn_fast examples
-	$(VPY) -m ruff check python examples benches tests/python
+	$(VPY) -m ruff check python examples benches tests/python scripts
 	$(VPY) -m mypy.stubtest mmn_fast --allowlist stubtest-allowlist.txt
 	@if [ -d $(SHARED_CONFORMANCE) ]; then \
 		cd $(SHARED_CONFORMANCE) && $(abspath $(VPY)) -m pytest -q -p no:cacheprovider --timeout=60 . ; \
