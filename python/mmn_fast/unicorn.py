@@ -102,7 +102,12 @@ class CoherentUc(Uc):
     def __new__(cls, arch: Any, mode: Optional[int] = None, cpu: Optional[int] = None) -> CoherentUc:
         # Uc.__new__ picks the architecture's class (UcIntel, UcAArch64, ...) and ignores
         # ``cls``; the layer is a subclass of that class, made once per architecture class.
-        base = type(arch) if isinstance(arch, Uc) else type(Uc.__new__(Uc, arch, mode, cpu))
+        if isinstance(arch, Uc):
+            base: type = type(arch)
+        elif mode is None:
+            raise TypeError("CoherentUc(arch, mode, cpu=None) or CoherentUc(uc)")
+        else:
+            base = type(Uc.__new__(Uc, arch, mode, cpu))
         if issubclass(base, CoherentUc):
             raise TypeError("already a CoherentUc")
         combined = CoherentUc._classes.get(base)
@@ -119,8 +124,7 @@ class CoherentUc(Uc):
             self.__dict__ = arch.__dict__  # one engine, one state (callbacks, hook exception)
             self._wrapped: Optional[Uc] = arch  # keeps its finalizer (the engine) alive
         else:
-            if mode is None:
-                raise TypeError("CoherentUc(arch, mode, cpu=None) or CoherentUc(uc)")
+            assert mode is not None  # checked by __new__
             super().__init__(arch, mode, cpu)
             self._wrapped = None
         self._mm = MM()
