@@ -5,8 +5,9 @@ Modes: ``plain`` (bare Unicorn, incoherent: the floor), ``naive`` (the 30-line w
 ``flush`` (``ctl_flush_tb`` after every host write) and ``layer`` (``mmn_fast.unicorn.CoherentUc``).
 All on real translated blocks (x86-64 guests generated here).
 
-1. Guest speed: a guest calling 2,000 functions in a loop, run in frames of 5,000 instructions;
-   with no host writes, and in a storm (after every frame one code patch and seven data writes).
+1. Guest speed: a guest calling 2,000 functions in a loop, run in frames of two iterations
+   (12,004 instructions); with no host writes, and in a storm (after every frame one code patch
+   and seven data writes).
 2. One host write (8 bytes), hit (a cached block) or miss (padding beside cached blocks), with
    10^3, 10^5 (and 10^6 without ``--quick``) blocks translated, each write timed alone; a hit
    block is translated again (untimed) before the next write.
@@ -18,6 +19,10 @@ All on real translated blocks (x86-64 guests generated here).
 
     python benches/bench_unicorn.py            # full
     python benches/bench_unicorn.py --quick    # well under a minute (make test runs it)
+
+Times of whole frames and of the big mutations are CPU time of this process (the machine is
+shared; time spent descheduled is not the emulator's); single host writes are wall-clock
+medians of many.
 """
 
 from __future__ import annotations
@@ -84,50 +89,74 @@ MODES = ("plain", "naive", "flush", "layer")
 # --------------------------------------------------------------------------- 1. guest speed
 
 N_FUNCS = 2000
-FRAME = 5_000
+ITERATIONS = 8  # loop iterations per frame
+FRAME = ITERATIONS * (3 * N_FUNCS + 2)  # guest instructions per frame
 MAIN, FUNCS, DATA, STACK = 0x10_0000, 0x20_0000, 0x30_0000, 0x40_0000
 
 
 def _loop_guest() -> tuple[bytes, bytes, int]:
-    """main: ``loop: call f_0 .. f_1999; dec rcx; jnz loop``; ``f_i``: ``add rbx, 1; ret``."""
-    main = bytearray(b"\x48\xc7\xc1\xff\xff\xff\x7f")  # mov rcx, 0x7fffffff
-    loop = MAIN + len(main)
+    """main: ``loop: call f_0 .. f_1999; dec rcx; jnz loop; hlt``; ``f_i``: ``add rbx, 1; ret``.
+
+    The host sets rcx before each frame: no instruction count (``emu_start(count=...)``
+    instruments every instruction), the guest stops on its own.
+    """
+    main = bytearray()
     for i in range(N_FUNCS):
         here = MAIN + len(main)
         main += b"\xe8" + ((FUNCS + 16 * i) - (here + 5)).to_bytes(4, "little", signed=True)
-    main += b"\x48\xff\xc9"
+    main += b"\x48\xff\xc9"  # dec rcx
     here = MAIN + len(main)
-    main += b"\x0f\x85" + (loop - (here + 6)).to_bytes(4, "little", signed=True)
+    main += b"\x0f\x85" + (MAIN - (here + 6)).to_bytes(4, "little", signed=True)  # jnz loop
     until = MAIN + len(main)
     main += b"\xf4"
     funcs = b"".join(b"\x48\x83\xc3\x01\xc3" + b"\x90" * 11 for _ in range(N_FUNCS))
     return bytes(main), funcs, until
 
 
-def guest_speed(mode: str, frames: int, writes_per_frame: int) -> tuple[float, int]:
-    """Guest Minsn/s over ``frames`` frames (host writes after each), and the final rbx."""
-    main, funcs, until = _loop_guest()
-    uc: Any = CoherentUc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64) if mode == "layer" else _x86()
-    for base in (MAIN, FUNCS, DATA, STACK):
-        uc.mem_map(base, 0x10000)
-    uc.mem_write(MAIN, main)
-    uc.mem_write(FUNCS, funcs)
-    uc.reg_write(x86_const.UC_X86_REG_RSP, STACK + 0x800)
-    write = _writer(mode, uc)
-    rng = random.Random(SEED)
-    pc = MAIN
-    uc.emu_start(pc, until, count=FRAME)  # warm: translate
-    pc = uc.reg_read(x86_const.UC_X86_REG_RIP)
-    t0 = time.perf_counter()
-    for frame in range(frames):
-        uc.emu_start(pc, until, count=FRAME)
-        pc = uc.reg_read(x86_const.UC_X86_REG_RIP)
-        if writes_per_frame:
-            write(FUNCS + 16 * rng.randrange(N_FUNCS) + 3, bytes([1 + (frame & 1)]))
-            for _ in range(writes_per_frame - 1):
-                write(DATA + 8 * rng.randrange(0x1000), bytes(8))
-    elapsed = time.perf_counter() - t0
-    return frames * FRAME / elapsed / 1e6, uc.reg_read(x86_const.UC_X86_REG_RBX)
+class Guest:
+    """The loop guest on one emulator of ``mode``, run frame by frame."""
+
+    def __init__(self, mode: str, seed: int) -> None:
+        main, funcs, self.until = _loop_guest()
+        self.uc: Any = CoherentUc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64) if mode == "layer" else _x86()
+        for base in (MAIN, FUNCS, DATA, STACK):
+            self.uc.mem_map(base, 0x10000)
+        self.uc.mem_write(MAIN, main)
+        self.uc.mem_write(FUNCS, funcs)
+        self.uc.reg_write(x86_const.UC_X86_REG_RSP, STACK + 0x800)
+        self.write = _writer(mode, self.uc)
+        self.rng = random.Random(seed)
+        self.frames = 0
+        self.frame(0)  # warm: translate
+
+    def frame(self, writes: int) -> float:
+        """Run one frame, then ``writes`` host writes; return the CPU seconds it took."""
+        t0 = time.process_time()
+        self.uc.reg_write(x86_const.UC_X86_REG_RCX, ITERATIONS)
+        self.uc.emu_start(MAIN, self.until)
+        if writes:
+            self.write(FUNCS + 16 * self.rng.randrange(N_FUNCS) + 3, bytes([1 + (self.frames & 1)]))
+            for _ in range(writes - 1):
+                self.write(DATA + 8 * self.rng.randrange(0x1000), bytes(8))
+        self.frames += 1
+        return time.process_time() - t0
+
+
+def guest_speed(frames: int, writes: int) -> tuple[dict[str, float], dict[str, int]]:
+    """Guest Minsn/s per mode over ``frames`` frames, the modes run frame by frame in turn (so
+    that the machine's load drifts alike for all), and each mode's final rbx.
+
+    The emulators are made in a random order after a first one that is never timed: the first
+    emulator of a process runs this guest up to ~20% faster than the next ones (where Unicorn's
+    code buffer lands), whatever its mode.
+    """
+    guests = {mode: Guest(mode, SEED) for mode in random.sample(MODES, len(MODES))}
+    spent = dict.fromkeys(MODES, 0.0)
+    for k in range(frames):
+        for mode in MODES[k % 4 :] + MODES[: k % 4]:
+            spent[mode] += guests[mode].frame(writes)
+    speed = {mode: frames * FRAME / spent[mode] / 1e6 for mode in MODES}
+    return speed, {mode: g.uc.reg_read(x86_const.UC_X86_REG_RBX) for mode, g in guests.items()}
 
 
 # --------------------------------------------------------------------------- 2, 3. host writes
@@ -161,36 +190,37 @@ class Population:
     def translate(self) -> None:
         self.raw.emu_start(CHAIN, CHAIN + self.n * SLOT)
 
-    def write_cost(self, mode: str, hit: bool, k: int, rng: random.Random) -> float:
-        """Median seconds of one 8-byte host write through ``mode``."""
-        write = self.layer.mem_write if mode == "layer" else self.naive.mem_write
-        times = []
-        for _ in range(k):
-            f = CHAIN + SLOT * rng.randrange(self.n)
-            address = f if hit else f + 9  # the add (a hit) / the padding after the jmp (a miss)
-            data = bytes(self.raw.mem_read(address, 7 if not hit else 8))  # unchanged bytes
-            t0 = time.perf_counter()
-            write(address, data)
-            times.append(time.perf_counter() - t0)
-            if hit:
-                self.raw.ctl_request_cache(f)  # translate it again: constant population
-        return _median(times)
+    def write_costs(self, hit: bool, k: int, rng: random.Random) -> dict[str, float]:
+        """Median seconds of one 8-byte host write, naive wrapper and layer in turn."""
+        writers = {"naive": self.naive.mem_write, "layer": self.layer.mem_write}
+        times: dict[str, list[float]] = {"naive": [], "layer": []}
+        for i in range(k):
+            for mode in ("naive", "layer") if i % 2 else ("layer", "naive"):
+                f = CHAIN + SLOT * rng.randrange(self.n)
+                address = f if hit else f + 9  # the add (a hit) / the padding after the jmp (a miss)
+                data = bytes(self.raw.mem_read(address, 7 if not hit else 8))  # unchanged bytes
+                t0 = time.perf_counter()
+                writers[mode](address, data)
+                times[mode].append(time.perf_counter() - t0)
+                if hit:
+                    self.raw.ctl_request_cache(f)  # translate it again: constant population
+        return {mode: _median(t) for mode, t in times.items()}
 
     def big_write_cost(self, mode: str) -> float:
         data = bytes(self.raw.mem_read(CHAIN, BIG))
         self.translate()
         write = _writer(mode, self.layer if mode == "layer" else self.raw)
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         write(CHAIN, data)
-        return time.perf_counter() - t0
+        return time.process_time() - t0
 
     def hook_cost(self, mode: str) -> float:
         self.translate()
         target: Any = self.layer if mode == "layer" else self.naive
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         handle = target.hook_add(unicorn.UC_HOOK_CODE, _nothing, None, 1, 0)
         target.hook_del(handle)
-        return time.perf_counter() - t0
+        return time.process_time() - t0
 
 
 def _nothing(*args: object) -> None:
@@ -278,11 +308,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller sizes, shorter rounds")
     args = ap.parse_args()
     quick = args.quick
-    frames = 60 if quick else 300
+    frames = 20 if quick else 200
     sizes = [1_000, 100_000] if quick else [1_000, 100_000, 1_000_000]
     cache_sizes = [1_000, 10_000, 100_000]
-    k = 200 if quick else 1000
+    k = 100 if quick else 1000
     verdicts: list[str] = []
+    _first = Guest("plain", SEED)  # the process's first emulator, never timed (see guest_speed)
     print(f"unicorn {unicorn.__version__}; medians of {ROUNDS} rounds; all times in microseconds\n")
 
     # 1. guest speed
@@ -290,17 +321,13 @@ def main() -> None:
     print(f"{'':>22}" + "".join(f"{m:>10}" for m in MODES))
     speed: dict[tuple[str, int], float] = {}
     for writes in (0, 8):
-        results: dict[str, list[float]] = {m: [] for m in MODES}
-        rbx: dict[str, int] = {}
-        for r in range(ROUNDS):
-            for mode in MODES if r % 2 == 0 else MODES[::-1]:
-                minsn, rbx[mode] = guest_speed(mode, frames, writes)
-                results[mode].append(minsn)
+        rounds = [guest_speed(frames, writes) for _ in range(ROUNDS)]
         for m in MODES:
-            speed[(m, writes)] = _median(results[m])
+            speed[(m, writes)] = _median([r[0][m] for r in rounds])
         label = "no host writes" if writes == 0 else f"storm ({writes} writes/frame)"
         print(f"{label:>22}" + "".join(f"{speed[(m, writes)]:10.2f}" for m in MODES))
         if writes:
+            rbx = rounds[0][1]
             assert rbx["layer"] == rbx["naive"] == rbx["flush"], rbx  # the coherent modes agree
     r0 = speed[("layer", 0)] / speed[("plain", 0)]
     r1 = speed[("layer", 8)] / speed[("naive", 8)]
@@ -315,10 +342,10 @@ def main() -> None:
         pop = Population(n)
         rng = random.Random(SEED)
         cost: dict[tuple[str, bool], list[float]] = {}
-        for r in range(ROUNDS):
-            for mode in ("naive", "layer") if r % 2 == 0 else ("layer", "naive"):
-                for hit in (True, False):
-                    cost.setdefault((mode, hit), []).append(pop.write_cost(mode, hit, k, rng))
+        for _ in range(ROUNDS):
+            for hit in (True, False):
+                for mode, t in pop.write_costs(hit, k, rng).items():
+                    cost.setdefault((mode, hit), []).append(t)
         med = {key: _median(v) for key, v in cost.items()}
         print(f"{n:>10}" + "".join(_us(med[(m, h)]) + "  " for h in (True, False) for m in ("naive", "layer")))
         for hit in (True, False):
@@ -330,8 +357,15 @@ def main() -> None:
 
     # 3. big mutations, at the largest population
     print(f"\n3. at {pop.n} blocks, median us")
-    big = {m: _median([pop.big_write_cost(m) for _ in range(ROUNDS)]) for m in ("naive", "flush", "layer")}
-    hook = {m: _median([pop.hook_cost(m) for _ in range(ROUNDS)]) for m in ("naive", "layer")}
+    big_samples: dict[str, list[float]] = {"naive": [], "flush": [], "layer": []}
+    hook_samples: dict[str, list[float]] = {"naive": [], "layer": []}
+    for r in range(ROUNDS):  # the modes in turn, order alternating
+        for m in ("naive", "flush", "layer") if r % 2 == 0 else ("layer", "flush", "naive"):
+            big_samples[m].append(pop.big_write_cost(m))
+        for m in ("naive", "layer") if r % 2 == 0 else ("layer", "naive"):
+            hook_samples[m].append(pop.hook_cost(m))
+    big = {m: _median(v) for m, v in big_samples.items()}
+    hook = {m: _median(v) for m, v in hook_samples.items()}
     print(f"{'':>28}{'naive':>12}{'flush':>12}{'layer':>12}")
     print(f"{'4 MiB host write':>28}{_us(big['naive'])}  {_us(big['flush'])}  {_us(big['layer'])}")
     print(f"{'whole-space hook add+del':>28}{_us(hook['naive'])}  {'':>10}  {_us(hook['layer'])}")
