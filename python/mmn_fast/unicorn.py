@@ -28,6 +28,7 @@ from __future__ import annotations
 import ctypes
 import weakref
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, NoReturn, Optional
 
@@ -91,7 +92,7 @@ class CoherentUc(Uc):
 
     Mutations seen: :meth:`mem_write`, :meth:`mem_map`, :meth:`mem_map_ptr`, :meth:`mmio_map`,
     :meth:`mem_unmap`, :meth:`mem_protect`, :meth:`hook_add`, :meth:`hook_del`,
-    :meth:`ctl_set_tlb_mode`; :meth:`invalidate` for anything else (e.g. host memory behind
+    :meth:`ctl_set_tlb_mode`, :meth:`ctl_set_exits`; :meth:`invalidate` for anything else (e.g. host memory behind
     ``mem_map_ptr`` written directly). Everything else is the plain ``Uc`` method, untouched.
     """
 
@@ -303,6 +304,11 @@ class CoherentUc(Uc):
     def ctl_set_tlb_mode(self, mode: int) -> None:
         """``Uc.ctl_set_tlb_mode``, then a flush: every TB was translated for the old mode."""
         super().ctl_set_tlb_mode(mode)
+        self._flush()
+
+    def ctl_set_exits(self, exits: Sequence[int]) -> None:
+        """``Uc.ctl_set_exits``, then a flush: exits are compiled into translated blocks."""
+        super().ctl_set_exits(exits)
         self._flush()
 
     # ----------------------------------------------------------------- hooks

@@ -282,6 +282,23 @@ def arm_and_thumb_same_address(m: Machine) -> list[int]:
     return [first, m.run("dual_main")]
 
 
+def exits_set_after_run(m: Machine) -> list[int]:
+    """Exits (``ctl_set_exits``) set after the code ran: stop after body's first instruction.
+    (The reference flushes before its run: exits replace ``until``, so it is not stepped.)"""
+    m.run("patch_main")
+    m.uc.ctl_exits_enabled(True)
+    m.uc.ctl_set_exits([BODY + (2 if m.arch.thumb else 4)])
+    m.uc.reg_write(m.arch.sp, programs.STACK + 0x800)
+    m.uc.reg_write(m.arch.acc, 0)
+    if m.mode == "reference":
+        m.uc.ctl_flush_tb()
+    try:
+        m.uc.emu_start(m.entry(programs.CODE), 0)
+    except unicorn.UcError as exc:  # ran past the code: the exit was not seen
+        return [-exc.errno]
+    return [m.uc.reg_read(m.arch.pc), m.uc.reg_read(m.arch.acc)]
+
+
 def guest_self_modifying(m: Machine) -> list[int]:
     """The guest rewrites the immediate of its next block (body) on every iteration."""
     return [m.run("smc_main")]
@@ -306,6 +323,7 @@ SCENARIOS: dict[str, tuple[Scenario, tuple[str, ...], Optional[Callable[[unicorn
     "mem_hook_after_run": (mem_hook_after_run, ALL, None),
     "patch_later_insn_of_running_block": (patch_later_insn_of_running_block, ALL, None),
     "arm_and_thumb_same_address": (arm_and_thumb_same_address, ("arm",), None),
+    "exits_set_after_run": (exits_set_after_run, ALL, None),
     "guest_self_modifying": (guest_self_modifying, ("x86_64", "arm64"), None),
     "guest_copy": (guest_copy, ("x86_64", "arm64"), None),
 }
