@@ -352,3 +352,17 @@ def test_import_without_unicorn_names_the_extra(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setitem(sys.modules, "unicorn", None)
     with pytest.raises(ImportError, match=r"pip install mmn_fast\[unicorn\]"):
         importlib.import_module("mmn_fast.unicorn")
+
+
+def test_a_raising_subscriber_stops_the_mutation_and_leaves_the_mm_idle() -> None:
+    m = h.Machine("x86_64", "layer")
+
+    def refuse(sub: IntervalNotifier, rng: Range, cur_seq: int) -> bool:
+        raise RuntimeError("no")
+
+    m.layer.mm.insert_interval_notifier(BODY, 5, refuse)
+    with pytest.raises(RuntimeError, match="no"):
+        m.layer.mem_write(BODY, m.code["body_patched"][1])
+    assert bytes(m.layer.mem_read(BODY, 5)) == m.code["body"][1]  # not written
+    assert m.layer.mm.invalidate_seq % 2 == 0 and m.layer.mm.active_invalidate_ranges == 0
+    assert m.run("patch_main") == 10
