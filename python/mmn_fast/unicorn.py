@@ -92,13 +92,14 @@ class CoherentUc(Uc):
 
     Mutations seen: :meth:`mem_write`, :meth:`mem_map`, :meth:`mem_map_ptr`, :meth:`mmio_map`,
     :meth:`mem_unmap`, :meth:`mem_protect`, :meth:`hook_add`, :meth:`hook_del`,
-    :meth:`ctl_set_tlb_mode`, :meth:`ctl_set_exits`; :meth:`invalidate` for anything else (e.g. host memory behind
-    ``mem_map_ptr`` written directly). Everything else is the plain ``Uc`` method, untouched.
+    :meth:`ctl_set_tlb_mode`, :meth:`ctl_set_exits`; :meth:`invalidate` for anything else
+    (e.g. host memory behind ``mem_map_ptr`` written directly). Every other method is the
+    plain ``Uc`` one, untouched.
     """
 
     __slots__ = ("_mm", "_starts", "_ends", "_ptr_maps", "_hooks", "_wrapped", "_ctl", "stats", "flush_bytes")
 
-    _classes: dict[type, type] = {}
+    _classes: dict[tuple[type, type], type] = {}
 
     def __new__(cls, arch: Any, mode: Optional[int] = None, cpu: Optional[int] = None) -> CoherentUc:
         # Uc.__new__ picks the architecture's class (UcIntel, UcAArch64, ...) and ignores
@@ -111,10 +112,10 @@ class CoherentUc(Uc):
             base = type(Uc.__new__(Uc, arch, mode, cpu))
         if issubclass(base, CoherentUc):
             raise TypeError("already a CoherentUc")
-        combined = CoherentUc._classes.get(base)
+        combined = CoherentUc._classes.get((cls, base))
         if combined is None:
-            combined = type(f"Coherent{base.__name__}", (cls, base), {"__slots__": ()})
-            CoherentUc._classes[base] = combined
+            combined = type(f"{cls.__name__}{base.__name__}", (cls, base), {"__slots__": ()})
+            CoherentUc._classes[(cls, base)] = combined
         layer: CoherentUc = object.__new__(combined)
         return layer
 
@@ -134,7 +135,8 @@ class CoherentUc(Uc):
         self._ctl = uclib.uc_ctl
         self.stats = Stats()
         #: A mutation spanning more mapped bytes than this flushes the whole TB cache instead
-        #: of removing its TBs range by range (tuned by benches/bench_unicorn.py).
+        #: of removing its TBs range by range: a ranged removal costs per TB in the range, a
+        #: flush per TB cached, plus re-translating everything that runs again.
         self.flush_bytes = 64 << 20
         self._refresh_regions()
         if self._wrapped is not None:
