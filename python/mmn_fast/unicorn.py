@@ -114,7 +114,7 @@ class CoherentUc(Uc):
             raise TypeError("already a CoherentUc")
         combined = CoherentUc._classes.get((cls, base))
         if combined is None:
-            combined = type(f"{cls.__name__}{base.__name__}", (cls, base), {"__slots__": ()})
+            combined = type(f"{cls.__name__}[{base.__name__}]", (cls, base), {"__slots__": ()})
             CoherentUc._classes[(cls, base)] = combined
         layer: CoherentUc = object.__new__(combined)
         return layer

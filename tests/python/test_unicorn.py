@@ -129,6 +129,25 @@ def test_one_ranged_remove_misses_the_next_region_and_the_layer_splits() -> None
     assert _run_two(layer) == (2, 2)
 
 
+def test_a_ranged_remove_from_an_unmapped_address_does_nothing() -> None:
+    plain = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
+    _two_regions(plain)
+    _run_two(plain)
+    plain.mem_write(0x1FF1, b"\x02")
+    plain.ctl_remove_cache(0x0, 0x3000)  # 0x0 is not mapped
+    assert _run_two(plain) == (1, 1)  # Unicorn 2.1.4: nothing dropped
+
+    layer = CoherentUc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
+    _two_regions(layer)
+    _run_two(layer)
+    layer.reset_stats()
+    layer.mem_write(0x1FF1, b"\x02")
+    layer.mem_write(0x2001, b"\x02")
+    layer.invalidate(0x0, 0x3000)
+    assert layer.stats.tb_removals == 2 + 2  # the writes', then one per mapped region
+    assert _run_two(layer) == (2, 2)
+
+
 def test_a_write_inside_one_region_is_one_ranged_call_and_no_mm_work() -> None:
     m = h.Machine("x86_64", "layer")
     m.run("patch_main")
