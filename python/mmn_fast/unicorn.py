@@ -37,7 +37,7 @@ try:
     from unicorn.unicorn_py3.unicorn import Uc, uclib
 except ImportError as _exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
-        "mmn_fast.unicorn needs the optional 'unicorn' extra (Unicorn and Capstone): "
+        "mmn_fast.unicorn needs the optional 'unicorn' extra (Unicorn >= 2.1): "
         "pip install mmn_fast[unicorn]"
     ) from _exc
 
