@@ -176,8 +176,7 @@ class CoherentUc(Uc):
         starts, ends = self._starts, self._ends
         i = bisect_right(starts, start) - 1
         if i >= 0 and end <= ends[i]:  # the common case: inside one region
-            self._ctl(self._uch, _REMOVE_CACHE, ctypes.c_uint64(start), ctypes.c_uint64(end))
-            self.stats.tb_removals += 1
+            self._remove_cache(start, end)
             return
         pieces: list[tuple[int, int]] = []
         for j in range(max(i, 0), len(starts)):
@@ -190,8 +189,12 @@ class CoherentUc(Uc):
             self._flush()
             return
         for lo, hi in pieces:
-            self._ctl(self._uch, _REMOVE_CACHE, ctypes.c_uint64(lo), ctypes.c_uint64(hi))
-            self.stats.tb_removals += 1
+            self._remove_cache(lo, hi)
+
+    def _remove_cache(self, start: int, end: int) -> None:
+        """``ctl_remove_cache(start, end)``, with the request encoded once (``_REMOVE_CACHE``)."""
+        self._ctl(self._uch, _REMOVE_CACHE, ctypes.c_uint64(start), ctypes.c_uint64(end))
+        self.stats.tb_removals += 1
 
     def _aliases(self, start: int, end: int) -> list[tuple[int, int]]:
         """Other guest ranges showing the same host bytes as ``[start, end)`` (``mem_map_ptr``)."""
@@ -242,13 +245,30 @@ class CoherentUc(Uc):
         if not 0 <= start < end <= _U64_MAX + 1:
             raise ValueError(f"bad range [{start:#x}, {end:#x})")
 
-    def invalidate(self, start: int, end: int, event: Event = Event.CLEAR) -> None:
+    def invalidate(self, start: int, end: int, event: Event = Event.CLEAR, *, virtual: bool = False) -> None:
         """Treat ``[start, end)`` as mutated behind Unicorn's back: drop its TBs, notify ``mm``.
 
         For what the layer cannot see, e.g. host memory behind ``mem_map_ptr`` written
-        directly (call it after the write). ``start >= end`` is ``ValueError``.
+        directly (call it after the write). ``virtual=True``: the range is a guest virtual
+        one (``UC_TLB_VIRTUAL``), dropped page by page, as each page may map anywhere.
+        ``start >= end`` is ``ValueError``.
         """
-        self._mutate(start, min(end, _U64_MAX), event, lambda: None, drop_first=True)
+        end = min(end, _U64_MAX)
+        if not virtual:
+            self._mutate(start, end, event, lambda: None, drop_first=True)
+            return
+        self._check_range(start, end)
+        if end - start > self.flush_bytes:
+            self._flush()
+        else:
+            page = super().ctl_get_page_size()
+            for lo in range(start & -page, end, page):
+                self._remove_cache(max(lo, start), min(lo + page, end))
+        if len(self._mm):
+            rng = Range(start, end, event)
+            self._mm.invalidate_range_start(rng)
+            self._mm.invalidate_range_end(rng)
+            self.stats.invalidations += 1
 
     # ----------------------------------------------------------------- mutations
 

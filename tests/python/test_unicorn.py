@@ -227,6 +227,14 @@ def test_host_memory_written_behind_the_layer_needs_invalidate() -> None:
     assert m.run("call_jit") == 4
 
 
+@pytest.mark.parametrize("arch", ["x86_64", "arm64"])
+def test_tlb_virtual_code_needs_invalidate_at_its_virtual_address(arch: str) -> None:
+    reference = h.outcome("tlb_virtual_host_patch", arch, "reference")
+    m = h.Machine(arch, "layer")
+    virtual_body = h.VIRT + BODY - P.CODE
+    assert h.tlb_virtual_host_patch(m, lambda: m.layer.invalidate(virtual_body, virtual_body + 8, virtual=True)) == reference
+
+
 def test_tlb_mode_change_flushes() -> None:
     layer = CoherentUc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
     layer.reset_stats()

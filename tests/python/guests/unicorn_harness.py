@@ -110,11 +110,12 @@ class Machine:
     def entry(self, address: int) -> int:
         return address | 1 if self.arch.thumb else address
 
-    def run(self, name: str, *, begin: Optional[int] = None) -> int:
-        """Run program ``name`` to its exit instruction; return the accumulator."""
+    def run(self, name: str, *, offset: int = 0) -> int:
+        """Run program ``name`` to its exit instruction; return the accumulator. ``offset``
+        moves the addresses run (guest virtual addresses, under ``UC_TLB_VIRTUAL``)."""
         start, data = self.code[name]
-        until = start + len(data) - self.arch.exit_len
-        pc = self.entry(start if begin is None else begin)
+        until = start + offset + len(data) - self.arch.exit_len
+        pc = self.entry(start + offset)
         self.uc.reg_write(self.arch.sp, programs.STACK + 0x800)
         if self.mode == "reference":
             steps = 0
@@ -299,6 +300,34 @@ def exits_set_after_run(m: Machine) -> list[int]:
     return [m.uc.reg_read(m.arch.pc), m.uc.reg_read(m.arch.acc)]
 
 
+VIRT = 0x7000_0000  # where tlb_virtual_host_patch's guest sees the code page
+
+
+def tlb_virtual_host_patch(m: Machine, after_patch: Callable[[], None] = lambda: None) -> list[int]:
+    """``UC_TLB_VIRTUAL``: a TLB-fill hook maps the code at VIRT (and the stack 1:1, nothing
+    else); the guest runs patch_main there; the host patches body at its physical address."""
+    m.uc.ctl_set_tlb_mode(unicorn.UC_TLB_VIRTUAL)
+    m.uc.ctl(unicorn.UC_CTL_TLB_FLUSH, unicorn.UC_CTL_IO_WRITE)  # no entry from before
+    page_mask = m.uc.ctl_get_page_size() - 1
+
+    def fill(uc: Any, vaddr: int, access: int, entry: Any, data: object) -> bool:
+        page = vaddr & ~page_mask
+        if VIRT <= page < VIRT + 0x2000:
+            entry.paddr = page - VIRT + programs.CODE
+        elif page == programs.STACK:
+            entry.paddr = page
+        else:
+            return False
+        entry.perms = unicorn.UC_PROT_ALL
+        return True
+
+    m.uc.hook_add(unicorn.UC_HOOK_TLB_FILL, fill, None, 1, 0)
+    first = m.run("patch_main", offset=VIRT - programs.CODE)
+    m.load("body_patched")
+    after_patch()
+    return [first, m.run("patch_main", offset=VIRT - programs.CODE)]
+
+
 def guest_self_modifying(m: Machine) -> list[int]:
     """The guest rewrites the immediate of its next block (body) on every iteration."""
     return [m.run("smc_main")]
@@ -324,6 +353,7 @@ SCENARIOS: dict[str, tuple[Scenario, tuple[str, ...], Optional[Callable[[unicorn
     "patch_later_insn_of_running_block": (patch_later_insn_of_running_block, ALL, None),
     "arm_and_thumb_same_address": (arm_and_thumb_same_address, ("arm",), None),
     "exits_set_after_run": (exits_set_after_run, ALL, None),
+    "tlb_virtual_host_patch": (tlb_virtual_host_patch, ("x86_64", "arm64"), None),
     "guest_self_modifying": (guest_self_modifying, ("x86_64", "arm64"), None),
     "guest_copy": (guest_copy, ("x86_64", "arm64"), None),
 }
