@@ -225,7 +225,7 @@ class CoherentUc(Uc):
             if notify:
                 for lo, hi in ranges:
                     rng = Range(lo, hi, event)
-                    self._mm.invalidate_range_start(rng)
+                    self._mm.invalidate_range_start(rng)  # one that raises ended itself (D1)
                     opened.append(rng)
                     self.stats.invalidations += 1
             if drop_first:
@@ -264,16 +264,21 @@ class CoherentUc(Uc):
             page = super().ctl_get_page_size()
             for lo in range(start & -page, end, page):
                 self._remove_cache(max(lo, start), min(lo + page, end))
+        self._notify(start, end, event)
+
+    def _notify(self, start: int, end: int, event: Event) -> None:
+        """One start/end pair on ``mm`` over ``[start, end)``, when anything is subscribed."""
         if len(self._mm):
             rng = Range(start, end, event)
-            self._mm.invalidate_range_start(rng)
+            self._mm.invalidate_range_start(rng)  # one that raises ended itself (D1)
             self._mm.invalidate_range_end(rng)
             self.stats.invalidations += 1
 
     # ----------------------------------------------------------------- mutations
 
     def mem_write(self, address: int, data: bytes) -> None:
-        """``Uc.mem_write``; drops the TBs the bytes overlap, then notifies ``mm`` (``CLEAR``)."""
+        """``Uc.mem_write`` inside one ``CLEAR`` invalidation of its bytes on ``mm``; then
+        drops the TBs they overlap (also at the other mappings of ``mem_map_ptr`` memory)."""
         if not data:
             super().mem_write(address, data)
             return
@@ -381,11 +386,7 @@ class CoherentUc(Uc):
         return self.hook_add(unicorn.UC_HOOK_MEM_WRITE, self._on_guest_write, None, begin, end)
 
     def _on_guest_write(self, uc: Uc, access: int, address: int, size: int, value: int, data: object) -> None:
-        if len(self._mm):
-            rng = Range(address, min(address + size, _U64_MAX), Event.CLEAR)
-            self._mm.invalidate_range_start(rng)
-            self._mm.invalidate_range_end(rng)
-            self.stats.invalidations += 1
+        self._notify(address, min(address + size, _U64_MAX), Event.CLEAR)
 
     # ----------------------------------------------------------------- lifetime
 
