@@ -34,6 +34,7 @@ use criterion::{
     criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
 use iset::IntervalMap;
+use mmn_fast::tree::BPlusTree;
 use mmn_fast::{Handle, Interval, IntervalTree};
 
 const PAGE: u64 = 4096;
@@ -76,10 +77,16 @@ struct Fixture {
     ranges: Vec<Interval>,
     stabs: Vec<u64>,
     ours: IntervalTree<u32>,
+    /// The second candidate layout: leaves of 32 intervals, inner nodes of 32 children.
+    wide: Wide,
     handles: Vec<Handle>,
     coi: COITree<u32, u32>,
     iset: IntervalMap<u64, u32>,
 }
+
+/// The candidate measured beside the default `IntervalTree` (leaves and inner nodes of 16).
+type Wide = BPlusTree<u32, 32, 32>;
+const WIDE: &str = "bplus_32";
 
 fn to_coi(i: Interval) -> (i32, i32) {
     ((i.start() / PAGE) as i32, (i.last() / PAGE) as i32)
@@ -107,6 +114,10 @@ impl Fixture {
             .zip(0u32..)
             .map(|(&i, k)| ours.insert(i, k))
             .collect();
+        let mut wide = Wide::with_capacity(n);
+        for (&i, k) in items.iter().zip(0u32..) {
+            wide.insert(i, k);
+        }
         let coi_items: Vec<coitrees::Interval<u32>> = items
             .iter()
             .zip(0u32..)
@@ -126,6 +137,7 @@ impl Fixture {
             ranges,
             stabs,
             ours,
+            wide,
             handles,
             coi,
             iset,
@@ -169,6 +181,9 @@ impl Fixture {
             let want = self.ours_hits(q);
             assert_eq!(self.coi_hits(q), want, "coitrees disagrees on {q:?}");
             assert_eq!(self.iset_hits(q), want, "iset disagrees on {q:?}");
+            let mut wide: Vec<u32> = self.wide.overlaps(q).map(|(_, _, k)| *k).collect();
+            wide.sort_unstable();
+            assert_eq!(wide, want, "{WIDE} disagrees on {q:?}");
             assert_eq!(
                 self.ours.count_overlap(q),
                 want.len(),
@@ -182,6 +197,7 @@ impl Fixture {
             total += want.len();
         }
         self.ours.check_invariants().expect("tree invariants");
+        self.wide.check_invariants().expect("tree invariants");
         eprintln!(
             "n = {}: peers agree on {} sampled queries ({total} hits)",
             self.items.len(),
@@ -209,6 +225,71 @@ fn heavy(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallT
     group.sample_size(10).sampling_mode(SamplingMode::Flat);
 }
 
+/// Insert every item, in order, into `t`.
+fn fill<const L: usize, const F: usize>(
+    mut t: BPlusTree<u32, L, F>,
+    items: &[Interval],
+) -> BPlusTree<u32, L, F> {
+    for (&i, k) in items.iter().zip(0u32..) {
+        t.insert(i, k);
+    }
+    t
+}
+
+fn remove_all<const L: usize, const F: usize>(
+    mut t: BPlusTree<u32, L, F>,
+    handles: &[Handle],
+) -> BPlusTree<u32, L, F> {
+    for &h in handles {
+        black_box(t.remove(h));
+    }
+    t
+}
+
+/// Remove a random live interval and insert a fresh one, per iteration.
+fn churn_ours<const L: usize, const F: usize>(
+    b: &mut criterion::Bencher<'_>,
+    mut t: BPlusTree<u32, L, F>,
+    handles: &[Handle],
+    fresh: &[Interval],
+) {
+    let mut live = handles.to_vec();
+    let mut rng = Rng(SEED ^ 1);
+    let mut next = 0;
+    b.iter(|| {
+        let k = rng.below(live.len() as u64) as usize;
+        black_box(t.remove(live[k]));
+        live[k] = t.insert(fresh[next % NQUERIES], k as u32);
+        next += 1;
+    });
+}
+
+fn query_ours<const L: usize, const F: usize>(
+    b: &mut criterion::Bencher<'_>,
+    t: &BPlusTree<u32, L, F>,
+    qs: &[Interval],
+) {
+    let mut k = 0;
+    b.iter(|| {
+        k = (k + 1) % NQUERIES;
+        t.overlaps(qs[k])
+            .map(|(_, _, v)| u64::from(*v))
+            .sum::<u64>()
+    });
+}
+
+fn count_ours<const L: usize, const F: usize>(
+    b: &mut criterion::Bencher<'_>,
+    t: &BPlusTree<u32, L, F>,
+    qs: &[Interval],
+) {
+    let mut k = 0;
+    b.iter(|| {
+        k = (k + 1) % NQUERIES;
+        t.count_overlap(qs[k])
+    });
+}
+
 fn bench_insert_remove(c: &mut Criterion) {
     let mut insert = c.benchmark_group("insert");
     heavy(&mut insert);
@@ -216,13 +297,10 @@ fn bench_insert_remove(c: &mut Criterion) {
         let n = f.items.len();
         insert.throughput(Throughput::Elements(n as u64));
         insert.bench_with_input(BenchmarkId::new("mmn_fast", n), &f.items, |b, items| {
-            b.iter_with_large_drop(|| {
-                let mut t = IntervalTree::with_capacity(items.len());
-                for (&i, k) in items.iter().zip(0u32..) {
-                    t.insert(i, k);
-                }
-                t
-            });
+            b.iter_with_large_drop(|| fill(IntervalTree::with_capacity(items.len()), items));
+        });
+        insert.bench_with_input(BenchmarkId::new(WIDE, n), &f.items, |b, items| {
+            b.iter_with_large_drop(|| fill(Wide::with_capacity(items.len()), items));
         });
         insert.bench_with_input(BenchmarkId::new("iset", n), &f.items, |b, items| {
             b.iter_with_large_drop(|| {
@@ -253,12 +331,14 @@ fn bench_insert_remove(c: &mut Criterion) {
         remove.bench_function(BenchmarkId::new("mmn_fast", n), |b| {
             b.iter_batched(
                 || f.ours.clone(),
-                |mut t| {
-                    for &h in &handles {
-                        black_box(t.remove(h));
-                    }
-                    t
-                },
+                |t| remove_all(t, &handles),
+                BatchSize::LargeInput,
+            );
+        });
+        remove.bench_function(BenchmarkId::new(WIDE, n), |b| {
+            b.iter_batched(
+                || f.wide.clone(),
+                |t| remove_all(t, &handles),
                 BatchSize::LargeInput,
             );
         });
@@ -286,16 +366,10 @@ fn bench_churn_and_build(c: &mut Criterion) {
         let fresh: Vec<Interval> = (0..NQUERIES).map(|_| page_interval(&mut rng)).collect();
         churn.throughput(Throughput::Elements(1));
         churn.bench_function(BenchmarkId::new("mmn_fast", n), |b| {
-            let mut t = f.ours.clone();
-            let mut live = f.handles.clone();
-            let mut rng = Rng(SEED ^ 1);
-            let mut next = 0;
-            b.iter(|| {
-                let k = rng.below(live.len() as u64) as usize;
-                black_box(t.remove(live[k]));
-                live[k] = t.insert(fresh[next % NQUERIES], k as u32);
-                next += 1;
-            });
+            churn_ours(b, f.ours.clone(), &f.handles, &fresh);
+        });
+        churn.bench_function(BenchmarkId::new(WIDE, n), |b| {
+            churn_ours(b, f.wide.clone(), &f.handles, &fresh);
         });
         churn.bench_function(BenchmarkId::new("iset", n), |b| {
             let mut t = f.iset.clone();
@@ -361,14 +435,10 @@ fn bench_queries(c: &mut Criterion) {
             let qs = pick(f);
             let coi_qs: Vec<(i32, i32)> = qs.iter().map(|&q| to_coi(q)).collect();
             group.bench_function(BenchmarkId::new("mmn_fast", n), |b| {
-                let mut k = 0;
-                b.iter(|| {
-                    k = (k + 1) % NQUERIES;
-                    f.ours
-                        .overlaps(qs[k])
-                        .map(|(_, _, v)| u64::from(*v))
-                        .sum::<u64>()
-                });
+                query_ours(b, &f.ours, &qs);
+            });
+            group.bench_function(BenchmarkId::new(WIDE, n), |b| {
+                query_ours(b, &f.wide, &qs);
             });
             group.bench_function(BenchmarkId::new("coitrees", n), |b| {
                 let mut k = 0;
@@ -401,11 +471,10 @@ fn bench_queries(c: &mut Criterion) {
         let n = f.items.len();
         let coi_qs: Vec<(i32, i32)> = f.ranges.iter().map(|&q| to_coi(q)).collect();
         count.bench_function(BenchmarkId::new("mmn_fast", n), |b| {
-            let mut k = 0;
-            b.iter(|| {
-                k = (k + 1) % NQUERIES;
-                f.ours.count_overlap(f.ranges[k])
-            });
+            count_ours(b, &f.ours, &f.ranges);
+        });
+        count.bench_function(BenchmarkId::new(WIDE, n), |b| {
+            count_ours(b, &f.wide, &f.ranges);
         });
         count.bench_function(BenchmarkId::new("coitrees", n), |b| {
             let mut k = 0;
