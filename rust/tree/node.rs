@@ -33,6 +33,27 @@ const fn low_bits(n: usize) -> u64 {
     }
 }
 
+/// Move `a[pos..N - 1]` up by one, over the whole fixed-size array: a few branch-free selects
+/// the compiler unrolls, where a `copy_within` of a run-time length calls `memmove`.
+#[inline]
+fn shift_up<T: Copy, const N: usize>(a: &mut [T; N], pos: usize) {
+    for i in (1..N).rev() {
+        if i > pos {
+            a[i] = a[i - 1];
+        }
+    }
+}
+
+/// Move `a[pos + 1..]` down by one (the last element stays, stale).
+#[inline]
+fn shift_down<T: Copy, const N: usize>(a: &mut [T; N], pos: usize) {
+    for i in 0..N - 1 {
+        if i >= pos {
+            a[i] = a[i + 1];
+        }
+    }
+}
+
 impl<const N: usize> Node<N> {
     /// An empty node under `parent`.
     pub const fn empty(parent: u32) -> Self {
@@ -123,11 +144,10 @@ impl<const N: usize> Node<N> {
     /// Insert an entry at `pos`, shifting the later ones up. The node must not be full.
     #[inline]
     pub fn insert_at(&mut self, pos: usize, summary: (u64, u64), id: u32) {
-        let len = self.len();
-        debug_assert!(len < N && pos <= len);
-        self.keys.copy_within(pos..len, pos + 1);
-        self.lasts.copy_within(pos..len, pos + 1);
-        self.ids.copy_within(pos..len, pos + 1);
+        debug_assert!(self.len() < N && pos <= self.len());
+        shift_up(&mut self.keys, pos);
+        shift_up(&mut self.lasts, pos);
+        shift_up(&mut self.ids, pos);
         self.set(pos, summary, id);
         self.len += 1;
     }
@@ -135,12 +155,11 @@ impl<const N: usize> Node<N> {
     /// Remove entry `pos` (live), shifting the later ones down; returns its `(key, last)`.
     #[inline]
     pub fn remove_at(&mut self, pos: usize) -> (u64, u64) {
-        let len = self.len();
-        debug_assert!(pos < len);
+        debug_assert!(pos < self.len());
         let removed = (self.keys[pos], self.lasts[pos]);
-        self.keys.copy_within(pos + 1..len, pos);
-        self.lasts.copy_within(pos + 1..len, pos);
-        self.ids.copy_within(pos + 1..len, pos);
+        shift_down(&mut self.keys, pos);
+        shift_down(&mut self.lasts, pos);
+        shift_down(&mut self.ids, pos);
         self.len -= 1;
         removed
     }

@@ -153,7 +153,7 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
             let root = alloc(&mut self.inners, &mut self.free_inners, Node::empty(NIL));
             self.leaves[leaf as usize].parent = root;
             self.inners[root as usize].insert_at(0, (start, last), leaf);
-            (self.root, self.height) = (root, 1);
+            (self.root, self.height, self.span) = (root, 1, (start, last));
         }
         let mut node = self.root;
         for _ in 0..self.height {
@@ -268,7 +268,8 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     /// After `node` of `level` changed, bring its ancestors up to date: each one's entry for
     /// the changed child, and the span at the root. With `rebalance` (after a removal) a node
     /// below [`min_len`](Self::min_len) first merges with or borrows from a sibling, an empty
-    /// node leaves its parent, and a root with one inner child gives way to it.
+    /// node leaves its parent, and a root with one inner child gives way to it. It stops at the
+    /// first ancestor whose entry comes out unchanged: entries off the path are up to date.
     fn settle(&mut self, mut level: usize, mut node: u32, rebalance: bool) {
         while level < self.height {
             let (parent, pos) = self.position_in_parent(level, node);
@@ -282,7 +283,12 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
                 self.release(level, node);
             } else {
                 let summary = self.summary(level, node);
-                self.inners[parent as usize].set(pos, summary, node);
+                let p = &mut self.inners[parent as usize];
+                if (p.keys[pos], p.lasts[pos]) == summary {
+                    // Nothing above can change: every entry off this path is up to date.
+                    return;
+                }
+                p.set(pos, summary, node);
             }
             (level, node) = (level + 1, parent);
         }
