@@ -120,17 +120,17 @@ impl<const N: usize> Node<N> {
         self.ids[..self.len()].iter().position(|&x| x == id)
     }
 
-    /// The number of live keys at or below `key`, counted branch-free: the insert position
-    /// after all equal keys in a leaf; one more than the child to descend into in an inner node.
+    /// The number of live keys at or below `key`: the insert position after all equal keys in
+    /// a leaf; one more than the child to descend into in an inner node. A binary search.
     #[inline]
-    #[allow(clippy::needless_bitwise_bool, reason = "branch-free on purpose")]
     pub fn upper_bound(&self, key: u64) -> usize {
-        let len = self.len();
-        let mut count = 0;
-        for i in 0..N {
-            count += usize::from((self.keys[i] <= key) & (i < len));
-        }
-        count
+        self.keys[..self.len()].partition_point(|&k| k <= key)
+    }
+
+    /// The largest live `last`; 0 for an empty node.
+    #[inline]
+    pub fn max_last(&self) -> u64 {
+        self.lasts[..self.len()].iter().fold(0, |m, &l| m.max(l))
     }
 
     /// Overwrite entry `i` (live).

@@ -92,6 +92,15 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
         }
     }
 
+    /// The smallest start under `node` (of `level`, non-empty).
+    fn first_key(&self, level: usize, node: u32) -> u64 {
+        if level == 0 {
+            self.leaves[node as usize].keys[0]
+        } else {
+            self.inners[node as usize].keys[0]
+        }
+    }
+
     /// Make `node` (of `level`) the owner of all its entries.
     fn adopt(&mut self, level: usize, node: u32) {
         if level == 0 {
@@ -160,14 +169,38 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
             let n = &self.inners[node as usize];
             node = n.ids[n.upper_bound(start).saturating_sub(1)];
         }
-        let mut pos = self.leaves[node as usize].upper_bound(start);
-        if self.leaves[node as usize].is_full() {
-            (node, pos) = self.split_for_insert(0, node, pos);
-        }
-        self.leaves[node as usize].insert_at(pos, (start, last), slot);
+        let pos = self.leaves[node as usize].upper_bound(start);
         self.entry_mut(slot).leaf = node;
         self.len += 1;
-        self.settle(0, node, false);
+        if self.leaves[node as usize].is_full() {
+            let (node, pos) = self.split_for_insert(0, node, pos);
+            self.leaves[node as usize].insert_at(pos, (start, last), slot);
+            self.entry_mut(slot).leaf = node;
+            self.settle(0, node, None);
+        } else {
+            self.leaves[node as usize].insert_at(pos, (start, last), slot);
+            self.widen(node, start, last);
+        }
+    }
+
+    /// After `[start, last]` went into `leaf` (no split), widen the entries above it: each
+    /// one's smallest start is its node's first key, its largest last grows to `last`. Stops
+    /// at the first entry that comes out unchanged, as [`settle`](Self::settle) does, without
+    /// rescanning any node.
+    fn widen(&mut self, leaf: u32, start: u64, last: u64) {
+        let (mut node, mut first) = (leaf, self.leaves[leaf as usize].keys[0]);
+        for level in 0..self.height {
+            let parent = self.parent(level, node);
+            let p = &mut self.inners[parent as usize];
+            let pos = p.position(node).unwrap_or_else(|| corrupted(node));
+            let widened = (first, p.lasts[pos].max(last));
+            if (p.keys[pos], p.lasts[pos]) == widened {
+                return;
+            }
+            (p.keys[pos], p.lasts[pos]) = widened;
+            (node, first) = (parent, p.keys[0]);
+        }
+        self.span = (self.span.0.min(start), self.span.1.max(last));
     }
 
     /// Unlink the attached `slot` and return its interval; the slot is left detached.
@@ -181,7 +214,7 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
         if self.len == 0 {
             self.clear_index();
         } else {
-            self.settle(0, leaf, true);
+            self.settle(0, leaf, Some(last));
         }
         Interval::new(start, last).unwrap_or_else(|_| corrupted(slot))
     }
@@ -252,7 +285,7 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
             self.enter_child(level, parent, pos, right);
             // `parent` may be the new, empty sibling of a split, entered above with no
             // summary: bring its ancestors up to date.
-            self.settle(level + 1, parent, false);
+            self.settle(level + 1, parent, None);
         } else {
             self.enter_child(level, parent, pos + 1, right);
         }
@@ -270,7 +303,13 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     /// below [`min_len`](Self::min_len) first merges with or borrows from a sibling, an empty
     /// node leaves its parent, and a root with one inner child gives way to it. It stops at the
     /// first ancestor whose entry comes out unchanged: entries off the path are up to date.
-    fn settle(&mut self, mut level: usize, mut node: u32, rebalance: bool) {
+    ///
+    /// `removed` is the last of the interval just removed (rebalancing on), or `None` after an
+    /// insert (rebalancing off). Every subtree on the path lost exactly that interval (merges
+    /// and redistributions move entries between siblings only), so a node whose entry's
+    /// largest last exceeds it keeps that largest last without a rescan.
+    fn settle(&mut self, mut level: usize, mut node: u32, removed: Option<u64>) {
+        let rebalance = removed.is_some();
         while level < self.height {
             let (parent, pos) = self.position_in_parent(level, node);
             let siblings = self.inners[parent as usize].len();
@@ -282,7 +321,11 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
                 self.inners[parent as usize].remove_at(pos);
                 self.release(level, node);
             } else {
-                let summary = self.summary(level, node);
+                let stored = self.inners[parent as usize].lasts[pos];
+                let summary = match removed {
+                    Some(last) if last < stored => (self.first_key(level, node), stored),
+                    _ => self.summary(level, node),
+                };
                 let p = &mut self.inners[parent as usize];
                 if (p.keys[pos], p.lasts[pos]) == summary {
                     // Nothing above can change: every entry off this path is up to date.
