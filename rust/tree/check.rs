@@ -21,7 +21,7 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     /// Checks: the root and height agree with `len` (and stay within [`MAX_DEPTH`]); every node
     /// is reached once, from the parent its `parent` field names, all leaves at depth `height`;
     /// node sizes (non-empty, a root above another inner node with two children or more, a
-    /// quarter full off the leftmost and rightmost paths); starts never decrease in order;
+    /// `min_len` off the leftmost and rightmost paths); starts never decrease in order;
     /// every inner entry equals its child's `(smallest start, largest last)`, and the span the
     /// root's; every leaf entry is an occupied slot that names that leaf, reached once; `len`;
     /// free node lists hold exactly the unreached nodes; detached slots are exactly the

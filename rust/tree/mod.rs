@@ -27,7 +27,7 @@
 //!   are in cache once touched. A full leaf splits in half, except when the new interval goes
 //!   after (before) every other one, when the full leaf is kept whole and the new one starts a
 //!   new leaf: ascending or descending inserts then fill leaves completely. A leaf or inner node
-//!   falling below a quarter full merges with or borrows from a sibling.
+//!   (an inner node below half full) merges with or borrows from a sibling.
 //! - [`BPlusTree::any_overlap`]: O(1) when the query lies outside [`BPlusTree::span`], else one
 //!   pruned descent; [`BPlusTree::overlaps`], [`BPlusTree::count_overlap`] and
 //!   [`BPlusTree::for_each_overlap_mut`]: O(log n + k) node visits for k results when the
@@ -70,10 +70,10 @@ pub use query::{Iter, Overlaps};
 const NIL: u32 = u32::MAX;
 
 /// Room for the longest root-to-leaf path of inner nodes. Every node off the leftmost and
-/// rightmost paths is at least a quarter full (at least 2 intervals per leaf, 4 children per
-/// inner node with the smallest capacities allowed), so fewer than 2^32 intervals need fewer
-/// than 20 inner levels.
-const MAX_DEPTH: usize = 24;
+/// rightmost paths is at least a quarter full (leaves, so at least 2 intervals) or half full
+/// (inner nodes, so at least 4 children), so fewer than 2^32 intervals need at most 19 inner
+/// levels.
+const MAX_DEPTH: usize = 20;
 
 /// The index used throughout the crate: leaves of 16 intervals, inner nodes of 16 children
 /// (the sizes that measured fastest in `benches/tree.rs`; see docs/benchmarks.md).
@@ -147,8 +147,8 @@ enum Slot<V> {
     },
 }
 
-/// A B+-tree interval index with stable [`Handle`]s: leaves of `L` intervals, inner nodes of
-/// `F` children (each 8..=64). The crate uses [`IntervalTree`]; other sizes exist for the
+/// A B+-tree interval index with stable [`Handle`]s: leaves of `L` intervals (8..=64), inner
+/// nodes of `F` children (8..=32). The crate uses [`IntervalTree`]; other sizes exist for the
 /// benchmarks and tests.
 ///
 /// Every method is O(log n) or better except the documented iterations; see the module docs for

@@ -23,6 +23,24 @@ pub(super) struct Node<const N: usize> {
     pub parent: u32,
 }
 
+/// Hint the CPU to start loading the cache line holding `target`; no effect on results.
+#[inline]
+pub(super) fn prefetch<T>(target: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        const { assert!(cfg!(target_feature = "sse")) };
+        // SAFETY: `_mm_prefetch` needs only SSE, part of the x86_64 baseline (asserted above);
+        // a prefetch is a hint that never faults, and the pointer comes from a live reference.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                std::ptr::from_ref(target).cast::<i8>(),
+            );
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = target;
+}
+
 /// The `n` lowest bits set.
 #[inline]
 const fn low_bits(n: usize) -> u64 {
@@ -106,12 +124,8 @@ impl<const N: usize> Node<N> {
     /// `(u64::MAX, 0)` for an empty node (a transient state inside an update).
     #[inline]
     pub fn summary(&self) -> (u64, u64) {
-        let live = &self.lasts[..self.len()];
-        let last = live.iter().copied().max().unwrap_or(0);
-        (
-            self.keys[..self.len()].first().copied().unwrap_or(u64::MAX),
-            last,
-        )
+        let first = self.keys[..self.len()].first().copied();
+        (first.unwrap_or(u64::MAX), self.max_last())
     }
 
     /// Where the live entry with id `id` sits, if any.
