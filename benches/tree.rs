@@ -1,10 +1,14 @@
-//! Criterion benchmarks of `mmn_fast::IntervalTree` against two peers in the same run:
-//! `coitrees` (a static cache-oblivious tree, the query-speed reference; no updates) and `iset`
-//! (a dynamic red-black interval map).
+//! Criterion benchmarks of `mmn_fast::IntervalTree` (the B+-tree with nodes of 16) and of a
+//! second candidate layout (`bplus_32`: leaves and inner nodes of 32) against two peers in the
+//! same run: `coitrees` (a static cache-oblivious tree, the query-speed reference; no updates)
+//! and `iset` (a dynamic red-black interval map).
 //!
 //! Run `cargo bench --bench tree` (a few minutes on 2 cores), add `-- --quick` for a rough pass,
-//! or set `MMN_BENCH_MAX_N=100000` to stop the size sweep earlier. Numbers are not pasted
-//! anywhere: rerun the command.
+//! or set `MMN_BENCH_MAX_N=100000` to stop the size sweep earlier. On a shared machine, whose
+//! load changes between one criterion benchmark and the next, `MMN_BENCH_INTERLEAVED=1 cargo
+//! bench --bench tree` times all targets on the same batch in turn, round after round
+//! (`MMN_BENCH_ROUNDS`, 15), and prints each one's best round and the ratios. Numbers are not
+//! pasted anywhere: rerun the command.
 //!
 //! Workload (fixed seeds): page-aligned starts uniform in `[0, 2^40)`, lengths log-uniform in
 //! 1..256 pages. Queries are "point-ish" (one page), "range" (drawn like the intervals) or
@@ -30,9 +34,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use coitrees::{COITree, GenericInterval, IntervalTree as _};
-use criterion::{
-    criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput,
-};
+use criterion::{criterion_group, BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput};
 use iset::IntervalMap;
 use mmn_fast::tree::BPlusTree;
 use mmn_fast::{Handle, Interval, IntervalTree};
@@ -640,4 +642,176 @@ criterion_group! {
     config = config();
     targets = kernel_port::bench, bench_queries, bench_insert_remove, bench_churn_and_build
 }
-criterion_main!(benches);
+/// `MMN_BENCH_INTERLEAVED=1`: instead of criterion's one-benchmark-after-another, time every
+/// target on the same batch of queries (or updates) in turn, round after round, and keep each
+/// target's best round. On a shared machine whose load swings between criterion groups, this
+/// is the ratio that holds from run to run. Prints ns per operation and ratios; no criterion.
+mod interleaved {
+    use super::{black_box, fixtures, to_coi, to_range, Fixture, Rng, NQUERIES, SEED};
+    use coitrees::IntervalTree as _;
+    use mmn_fast::Interval;
+    use std::fmt::Write as _;
+    use std::time::Instant;
+
+    const TARGETS: [&str; 4] = ["mmn_fast", super::WIDE, "coitrees", "iset"];
+
+    /// Seconds to run `f` once.
+    fn secs<R>(f: impl FnOnce() -> R) -> f64 {
+        let t = Instant::now();
+        black_box(f());
+        t.elapsed().as_secs_f64()
+    }
+
+    fn queries(f: &Fixture, qs: &[Interval], count: bool) -> [f64; 4] {
+        let coi: Vec<(i32, i32)> = qs.iter().map(|&q| to_coi(q)).collect();
+        let sum = |v: &u32| u64::from(*v);
+        if count {
+            [
+                secs(|| qs.iter().map(|&q| f.ours.count_overlap(q)).sum::<usize>()),
+                secs(|| qs.iter().map(|&q| f.wide.count_overlap(q)).sum::<usize>()),
+                secs(|| {
+                    coi.iter()
+                        .map(|&(a, b)| f.coi.query_count(a, b))
+                        .sum::<usize>()
+                }),
+                secs(|| {
+                    qs.iter()
+                        .map(|&q| f.iset.values(q.start()..=q.last()).count())
+                        .sum::<usize>()
+                }),
+            ]
+        } else {
+            [
+                secs(|| {
+                    qs.iter()
+                        .map(|&q| f.ours.overlaps(q).map(|h| sum(h.2)).sum::<u64>())
+                        .sum::<u64>()
+                }),
+                secs(|| {
+                    qs.iter()
+                        .map(|&q| f.wide.overlaps(q).map(|h| sum(h.2)).sum::<u64>())
+                        .sum::<u64>()
+                }),
+                secs(|| {
+                    let mut total = 0u64;
+                    for &(a, b) in &coi {
+                        f.coi.query(a, b, |n| total += u64::from(n.metadata));
+                    }
+                    total
+                }),
+                secs(|| {
+                    qs.iter()
+                        .map(|&q| f.iset.values(q.start()..=q.last()).map(sum).sum::<u64>())
+                        .sum::<u64>()
+                }),
+            ]
+        }
+    }
+
+    /// Churn (remove a random live interval, insert a fresh one) on copies of the fixture.
+    struct Churn {
+        ours: mmn_fast::IntervalTree<u32>,
+        ours_live: Vec<mmn_fast::Handle>,
+        wide: super::Wide,
+        wide_live: Vec<mmn_fast::Handle>,
+        iset: iset::IntervalMap<u64, u32>,
+        iset_live: Vec<std::ops::Range<u64>>,
+    }
+
+    impl Churn {
+        fn round(&mut self, picks: &[usize], fresh: &[Interval]) -> [f64; 4] {
+            let ours = secs(|| {
+                for (&k, &i) in picks.iter().zip(fresh) {
+                    black_box(self.ours.remove(self.ours_live[k]));
+                    self.ours_live[k] = self.ours.insert(i, k as u32);
+                }
+            });
+            let wide = secs(|| {
+                for (&k, &i) in picks.iter().zip(fresh) {
+                    black_box(self.wide.remove(self.wide_live[k]));
+                    self.wide_live[k] = self.wide.insert(i, k as u32);
+                }
+            });
+            let iset = secs(|| {
+                for (&k, &i) in picks.iter().zip(fresh) {
+                    black_box(self.iset.remove(self.iset_live[k].clone()));
+                    self.iset_live[k] = to_range(i);
+                    self.iset.force_insert(to_range(i), k as u32);
+                }
+            });
+            [ours, wide, f64::NAN, iset]
+        }
+    }
+
+    pub fn run() {
+        let rounds: usize = std::env::var("MMN_BENCH_ROUNDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(15);
+        println!(
+            "interleaved, best of {rounds} rounds, ns per operation (ratio to coitrees / iset)"
+        );
+        for f in fixtures() {
+            let n = f.items.len();
+            let mut rng = Rng(SEED ^ 0x1e);
+            let mut churn = Churn {
+                ours: f.ours.clone(),
+                ours_live: f.handles.clone(),
+                wide: f.wide.clone(),
+                wide_live: f.handles.clone(),
+                iset: f.iset.clone(),
+                iset_live: f.items.iter().map(|&i| to_range(i)).collect(),
+            };
+            let stabs: Vec<Interval> = f.stabs.iter().map(|&p| super::iv(p, p)).collect();
+            let mut best = [[f64::INFINITY; 4]; 5];
+            for _ in 0..rounds {
+                let picks: Vec<usize> = (0..NQUERIES)
+                    .map(|_| rng.below(n as u64) as usize)
+                    .collect();
+                let fresh: Vec<Interval> = (0..NQUERIES)
+                    .map(|_| super::page_interval(&mut rng))
+                    .collect();
+                let times = [
+                    queries(f, &f.points, false),
+                    queries(f, &f.ranges, false),
+                    queries(f, &stabs, false),
+                    queries(f, &f.ranges, true),
+                    churn.round(&picks, &fresh),
+                ];
+                for (b, t) in best.iter_mut().zip(times) {
+                    for (b, t) in b.iter_mut().zip(t) {
+                        *b = b.min(t);
+                    }
+                }
+            }
+            for (name, b) in ["query_point", "query_range", "stab", "count", "churn"]
+                .iter()
+                .zip(best)
+            {
+                let ns = b.map(|t| t / NQUERIES as f64 * 1e9);
+                let mut line = format!("{name:12} n={n:<8}");
+                for (target, t) in TARGETS.iter().zip(ns) {
+                    if t.is_finite() {
+                        let _ = write!(line, " {target}={t:.0}");
+                    }
+                }
+                for (k, target) in [(0, "mmn_fast"), (1, super::WIDE)] {
+                    if ns[2].is_finite() {
+                        let _ = write!(line, "  {target}/coitrees={:.2}", ns[k] / ns[2]);
+                    }
+                    let _ = write!(line, "  {target}/iset={:.2}", ns[k] / ns[3]);
+                }
+                println!("{line}");
+            }
+        }
+    }
+}
+
+fn main() {
+    if std::env::var_os("MMN_BENCH_INTERLEAVED").is_some() {
+        interleaved::run();
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
