@@ -478,3 +478,28 @@ fn check_invariants_catches_corruption() {
         .unwrap_err()
         .contains("neither free nor retired"));
 }
+
+#[test]
+fn vectorised_and_portable_node_scans_agree() {
+    // `hits` takes the AVX2 path where the CPU has it; the portable one must answer the same.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut rand = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for len in [0, 1, 7, 16] {
+        let mut node: Node<16> = Node::empty(NIL);
+        for pos in 0..len {
+            let start = rand() % 64;
+            node.insert_at(pos, (start, start + rand() % 16), 0);
+        }
+        for _ in 0..200 {
+            let qs = rand() % 80;
+            let ql = qs + rand() % 8;
+            assert_eq!(node.hits(qs, ql), node.hits_portable(qs, ql));
+        }
+        assert_eq!(node.hits(0, u64::MAX), (1 << len) - 1);
+    }
+}
