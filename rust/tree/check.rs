@@ -18,7 +18,7 @@ struct Walk {
 impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     /// Check every structural invariant; O(n) time and memory. For tests and debug builds.
     ///
-    /// Checks: the root and height agree with `len` (and stay within [`MAX_DEPTH`]); every node
+    /// Checks: the root and height agree with `len` (and stay within `MAX_DEPTH`); every node
     /// is reached once, from the parent its `parent` field names, all leaves at depth `height`;
     /// node sizes (non-empty, a root above another inner node with two children or more, a
     /// `min_len` off the leftmost and rightmost paths); starts never decrease in order;

@@ -9,10 +9,10 @@
 //! `interval_tree_remove`, `interval_tree_iter_first` and `interval_tree_iter_next` (SPEC 5.1).
 //!
 //! # Layout (issue 11: a descent touches a handful of cache lines)
-//! - Leaves ([`node::Node`]) hold up to `L` intervals as three arrays (starts, lasts, slots),
+//! - Leaves (`node::Node`) hold up to `L` intervals as three arrays (starts, lasts, slots),
 //!   sorted by start; inner nodes hold up to `F` children the same way (smallest start, largest
 //!   last, child index). A node answers a query with one branch-free pass over its arrays that
-//!   yields a bit mask of the entries to visit ([`node::Node::hits`], vectorised where the CPU
+//!   yields a bit mask of the entries to visit (`Node::hits`, vectorised where the CPU
 //!   has AVX2); the walk visits them lowest bit first, which is ascending start order, and
 //!   prefetches a node's child ids together with its mask. At 10^6 intervals a descent reads five
 //!   nodes, each a few adjacent cache lines, where the AVL tree it replaces chased ~20 pointers.
@@ -32,7 +32,7 @@
 //! - [`BPlusTree::any_overlap`]: O(1) when the query lies outside [`BPlusTree::span`], else one
 //!   pruned descent; [`BPlusTree::overlaps`], [`BPlusTree::count_overlap`] and
 //!   [`BPlusTree::for_each_overlap_mut`]: O(log n + k) node visits for k results when the
-//!   hits are few per node; none allocates (the walk's stack lives inline, [`MAX_DEPTH`]).
+//!   hits are few per node; none allocates (the walk's stack lives inline, `MAX_DEPTH`).
 //!   `count_overlap` counts whole leaf masks and never touches a slot.
 //! - Memory: [`BPlusTree::NODE_BYTES`] per interval with full nodes (a `bulk_build`, or
 //!   sorted inserts): 39 bytes with an 8-byte value. Random-order inserts leave leaves about 70%
