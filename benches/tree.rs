@@ -1,10 +1,14 @@
-//! Criterion benchmarks of `mmn_fast::IntervalTree` against two peers in the same run:
-//! `coitrees` (a static cache-oblivious tree, the query-speed reference; no updates) and `iset`
-//! (a dynamic red-black interval map).
+//! Criterion benchmarks of `mmn_fast::IntervalTree` (the B+-tree with nodes of 16) and of a
+//! second candidate layout (`bplus_32`: leaves and inner nodes of 32) against two peers in the
+//! same run: `coitrees` (a static cache-oblivious tree, the query-speed reference; no updates)
+//! and `iset` (a dynamic red-black interval map).
 //!
 //! Run `cargo bench --bench tree` (a few minutes on 2 cores), add `-- --quick` for a rough pass,
-//! or set `MMN_BENCH_MAX_N=100000` to stop the size sweep earlier. Numbers are not pasted
-//! anywhere: rerun the command.
+//! or set `MMN_BENCH_MAX_N=100000` to stop the size sweep earlier. On a shared machine, whose
+//! load changes between one criterion benchmark and the next, `MMN_BENCH_INTERLEAVED=1 cargo
+//! bench --bench tree` times all targets on the same batch in turn, round after round
+//! (`MMN_BENCH_ROUNDS`, 15), and prints each one's best round and the ratios. Numbers are not
+//! pasted anywhere: rerun the command.
 //!
 //! Workload (fixed seeds): page-aligned starts uniform in `[0, 2^40)`, lengths log-uniform in
 //! 1..256 pages. Queries are "point-ish" (one page), "range" (drawn like the intervals) or
@@ -30,10 +34,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use coitrees::{COITree, GenericInterval, IntervalTree as _};
-use criterion::{
-    criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput,
-};
+use criterion::{criterion_group, BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput};
 use iset::IntervalMap;
+use mmn_fast::tree::BPlusTree;
 use mmn_fast::{Handle, Interval, IntervalTree};
 
 const PAGE: u64 = 4096;
@@ -76,10 +79,16 @@ struct Fixture {
     ranges: Vec<Interval>,
     stabs: Vec<u64>,
     ours: IntervalTree<u32>,
+    /// The second candidate layout: leaves of 32 intervals, inner nodes of 32 children.
+    wide: Wide,
     handles: Vec<Handle>,
     coi: COITree<u32, u32>,
     iset: IntervalMap<u64, u32>,
 }
+
+/// The candidate measured beside the default `IntervalTree` (leaves and inner nodes of 16).
+type Wide = BPlusTree<u32, 32, 32>;
+const WIDE: &str = "bplus_32";
 
 fn to_coi(i: Interval) -> (i32, i32) {
     ((i.start() / PAGE) as i32, (i.last() / PAGE) as i32)
@@ -107,6 +116,10 @@ impl Fixture {
             .zip(0u32..)
             .map(|(&i, k)| ours.insert(i, k))
             .collect();
+        let mut wide = Wide::with_capacity(n);
+        for (&i, k) in items.iter().zip(0u32..) {
+            wide.insert(i, k);
+        }
         let coi_items: Vec<coitrees::Interval<u32>> = items
             .iter()
             .zip(0u32..)
@@ -126,6 +139,7 @@ impl Fixture {
             ranges,
             stabs,
             ours,
+            wide,
             handles,
             coi,
             iset,
@@ -169,6 +183,9 @@ impl Fixture {
             let want = self.ours_hits(q);
             assert_eq!(self.coi_hits(q), want, "coitrees disagrees on {q:?}");
             assert_eq!(self.iset_hits(q), want, "iset disagrees on {q:?}");
+            let mut wide: Vec<u32> = self.wide.overlaps(q).map(|(_, _, k)| *k).collect();
+            wide.sort_unstable();
+            assert_eq!(wide, want, "{WIDE} disagrees on {q:?}");
             assert_eq!(
                 self.ours.count_overlap(q),
                 want.len(),
@@ -182,6 +199,7 @@ impl Fixture {
             total += want.len();
         }
         self.ours.check_invariants().expect("tree invariants");
+        self.wide.check_invariants().expect("tree invariants");
         eprintln!(
             "n = {}: peers agree on {} sampled queries ({total} hits)",
             self.items.len(),
@@ -209,6 +227,71 @@ fn heavy(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallT
     group.sample_size(10).sampling_mode(SamplingMode::Flat);
 }
 
+/// Insert every item, in order, into `t`.
+fn fill<const L: usize, const F: usize>(
+    mut t: BPlusTree<u32, L, F>,
+    items: &[Interval],
+) -> BPlusTree<u32, L, F> {
+    for (&i, k) in items.iter().zip(0u32..) {
+        t.insert(i, k);
+    }
+    t
+}
+
+fn remove_all<const L: usize, const F: usize>(
+    mut t: BPlusTree<u32, L, F>,
+    handles: &[Handle],
+) -> BPlusTree<u32, L, F> {
+    for &h in handles {
+        black_box(t.remove(h));
+    }
+    t
+}
+
+/// Remove a random live interval and insert a fresh one, per iteration.
+fn churn_ours<const L: usize, const F: usize>(
+    b: &mut criterion::Bencher<'_>,
+    mut t: BPlusTree<u32, L, F>,
+    handles: &[Handle],
+    fresh: &[Interval],
+) {
+    let mut live = handles.to_vec();
+    let mut rng = Rng(SEED ^ 1);
+    let mut next = 0;
+    b.iter(|| {
+        let k = rng.below(live.len() as u64) as usize;
+        black_box(t.remove(live[k]));
+        live[k] = t.insert(fresh[next % NQUERIES], k as u32);
+        next += 1;
+    });
+}
+
+fn query_ours<const L: usize, const F: usize>(
+    b: &mut criterion::Bencher<'_>,
+    t: &BPlusTree<u32, L, F>,
+    qs: &[Interval],
+) {
+    let mut k = 0;
+    b.iter(|| {
+        k = (k + 1) % NQUERIES;
+        t.overlaps(qs[k])
+            .map(|(_, _, v)| u64::from(*v))
+            .sum::<u64>()
+    });
+}
+
+fn count_ours<const L: usize, const F: usize>(
+    b: &mut criterion::Bencher<'_>,
+    t: &BPlusTree<u32, L, F>,
+    qs: &[Interval],
+) {
+    let mut k = 0;
+    b.iter(|| {
+        k = (k + 1) % NQUERIES;
+        t.count_overlap(qs[k])
+    });
+}
+
 fn bench_insert_remove(c: &mut Criterion) {
     let mut insert = c.benchmark_group("insert");
     heavy(&mut insert);
@@ -216,13 +299,10 @@ fn bench_insert_remove(c: &mut Criterion) {
         let n = f.items.len();
         insert.throughput(Throughput::Elements(n as u64));
         insert.bench_with_input(BenchmarkId::new("mmn_fast", n), &f.items, |b, items| {
-            b.iter_with_large_drop(|| {
-                let mut t = IntervalTree::with_capacity(items.len());
-                for (&i, k) in items.iter().zip(0u32..) {
-                    t.insert(i, k);
-                }
-                t
-            });
+            b.iter_with_large_drop(|| fill(IntervalTree::with_capacity(items.len()), items));
+        });
+        insert.bench_with_input(BenchmarkId::new(WIDE, n), &f.items, |b, items| {
+            b.iter_with_large_drop(|| fill(Wide::with_capacity(items.len()), items));
         });
         insert.bench_with_input(BenchmarkId::new("iset", n), &f.items, |b, items| {
             b.iter_with_large_drop(|| {
@@ -253,12 +333,14 @@ fn bench_insert_remove(c: &mut Criterion) {
         remove.bench_function(BenchmarkId::new("mmn_fast", n), |b| {
             b.iter_batched(
                 || f.ours.clone(),
-                |mut t| {
-                    for &h in &handles {
-                        black_box(t.remove(h));
-                    }
-                    t
-                },
+                |t| remove_all(t, &handles),
+                BatchSize::LargeInput,
+            );
+        });
+        remove.bench_function(BenchmarkId::new(WIDE, n), |b| {
+            b.iter_batched(
+                || f.wide.clone(),
+                |t| remove_all(t, &handles),
                 BatchSize::LargeInput,
             );
         });
@@ -286,16 +368,10 @@ fn bench_churn_and_build(c: &mut Criterion) {
         let fresh: Vec<Interval> = (0..NQUERIES).map(|_| page_interval(&mut rng)).collect();
         churn.throughput(Throughput::Elements(1));
         churn.bench_function(BenchmarkId::new("mmn_fast", n), |b| {
-            let mut t = f.ours.clone();
-            let mut live = f.handles.clone();
-            let mut rng = Rng(SEED ^ 1);
-            let mut next = 0;
-            b.iter(|| {
-                let k = rng.below(live.len() as u64) as usize;
-                black_box(t.remove(live[k]));
-                live[k] = t.insert(fresh[next % NQUERIES], k as u32);
-                next += 1;
-            });
+            churn_ours(b, f.ours.clone(), &f.handles, &fresh);
+        });
+        churn.bench_function(BenchmarkId::new(WIDE, n), |b| {
+            churn_ours(b, f.wide.clone(), &f.handles, &fresh);
         });
         churn.bench_function(BenchmarkId::new("iset", n), |b| {
             let mut t = f.iset.clone();
@@ -361,14 +437,10 @@ fn bench_queries(c: &mut Criterion) {
             let qs = pick(f);
             let coi_qs: Vec<(i32, i32)> = qs.iter().map(|&q| to_coi(q)).collect();
             group.bench_function(BenchmarkId::new("mmn_fast", n), |b| {
-                let mut k = 0;
-                b.iter(|| {
-                    k = (k + 1) % NQUERIES;
-                    f.ours
-                        .overlaps(qs[k])
-                        .map(|(_, _, v)| u64::from(*v))
-                        .sum::<u64>()
-                });
+                query_ours(b, &f.ours, &qs);
+            });
+            group.bench_function(BenchmarkId::new(WIDE, n), |b| {
+                query_ours(b, &f.wide, &qs);
             });
             group.bench_function(BenchmarkId::new("coitrees", n), |b| {
                 let mut k = 0;
@@ -401,11 +473,10 @@ fn bench_queries(c: &mut Criterion) {
         let n = f.items.len();
         let coi_qs: Vec<(i32, i32)> = f.ranges.iter().map(|&q| to_coi(q)).collect();
         count.bench_function(BenchmarkId::new("mmn_fast", n), |b| {
-            let mut k = 0;
-            b.iter(|| {
-                k = (k + 1) % NQUERIES;
-                f.ours.count_overlap(f.ranges[k])
-            });
+            count_ours(b, &f.ours, &f.ranges);
+        });
+        count.bench_function(BenchmarkId::new(WIDE, n), |b| {
+            count_ours(b, &f.wide, &f.ranges);
         });
         count.bench_function(BenchmarkId::new("coitrees", n), |b| {
             let mut k = 0;
@@ -571,4 +642,176 @@ criterion_group! {
     config = config();
     targets = kernel_port::bench, bench_queries, bench_insert_remove, bench_churn_and_build
 }
-criterion_main!(benches);
+/// `MMN_BENCH_INTERLEAVED=1`: instead of criterion's one-benchmark-after-another, time every
+/// target on the same batch of queries (or updates) in turn, round after round, and keep each
+/// target's best round. On a shared machine whose load swings between criterion groups, this
+/// is the ratio that holds from run to run. Prints ns per operation and ratios; no criterion.
+mod interleaved {
+    use super::{black_box, fixtures, to_coi, to_range, Fixture, Rng, NQUERIES, SEED};
+    use coitrees::IntervalTree as _;
+    use mmn_fast::Interval;
+    use std::fmt::Write as _;
+    use std::time::Instant;
+
+    const TARGETS: [&str; 4] = ["mmn_fast", super::WIDE, "coitrees", "iset"];
+
+    /// Seconds to run `f` once.
+    fn secs<R>(f: impl FnOnce() -> R) -> f64 {
+        let t = Instant::now();
+        black_box(f());
+        t.elapsed().as_secs_f64()
+    }
+
+    fn queries(f: &Fixture, qs: &[Interval], count: bool) -> [f64; 4] {
+        let coi: Vec<(i32, i32)> = qs.iter().map(|&q| to_coi(q)).collect();
+        let sum = |v: &u32| u64::from(*v);
+        if count {
+            [
+                secs(|| qs.iter().map(|&q| f.ours.count_overlap(q)).sum::<usize>()),
+                secs(|| qs.iter().map(|&q| f.wide.count_overlap(q)).sum::<usize>()),
+                secs(|| {
+                    coi.iter()
+                        .map(|&(a, b)| f.coi.query_count(a, b))
+                        .sum::<usize>()
+                }),
+                secs(|| {
+                    qs.iter()
+                        .map(|&q| f.iset.values(q.start()..=q.last()).count())
+                        .sum::<usize>()
+                }),
+            ]
+        } else {
+            [
+                secs(|| {
+                    qs.iter()
+                        .map(|&q| f.ours.overlaps(q).map(|h| sum(h.2)).sum::<u64>())
+                        .sum::<u64>()
+                }),
+                secs(|| {
+                    qs.iter()
+                        .map(|&q| f.wide.overlaps(q).map(|h| sum(h.2)).sum::<u64>())
+                        .sum::<u64>()
+                }),
+                secs(|| {
+                    let mut total = 0u64;
+                    for &(a, b) in &coi {
+                        f.coi.query(a, b, |n| total += u64::from(n.metadata));
+                    }
+                    total
+                }),
+                secs(|| {
+                    qs.iter()
+                        .map(|&q| f.iset.values(q.start()..=q.last()).map(sum).sum::<u64>())
+                        .sum::<u64>()
+                }),
+            ]
+        }
+    }
+
+    /// Churn (remove a random live interval, insert a fresh one) on copies of the fixture.
+    struct Churn {
+        ours: mmn_fast::IntervalTree<u32>,
+        ours_live: Vec<mmn_fast::Handle>,
+        wide: super::Wide,
+        wide_live: Vec<mmn_fast::Handle>,
+        iset: iset::IntervalMap<u64, u32>,
+        iset_live: Vec<std::ops::Range<u64>>,
+    }
+
+    impl Churn {
+        fn round(&mut self, picks: &[usize], fresh: &[Interval]) -> [f64; 4] {
+            let ours = secs(|| {
+                for (&k, &i) in picks.iter().zip(fresh) {
+                    black_box(self.ours.remove(self.ours_live[k]));
+                    self.ours_live[k] = self.ours.insert(i, k as u32);
+                }
+            });
+            let wide = secs(|| {
+                for (&k, &i) in picks.iter().zip(fresh) {
+                    black_box(self.wide.remove(self.wide_live[k]));
+                    self.wide_live[k] = self.wide.insert(i, k as u32);
+                }
+            });
+            let iset = secs(|| {
+                for (&k, &i) in picks.iter().zip(fresh) {
+                    black_box(self.iset.remove(self.iset_live[k].clone()));
+                    self.iset_live[k] = to_range(i);
+                    self.iset.force_insert(to_range(i), k as u32);
+                }
+            });
+            [ours, wide, f64::NAN, iset]
+        }
+    }
+
+    pub fn run() {
+        let rounds: usize = std::env::var("MMN_BENCH_ROUNDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(15);
+        println!(
+            "interleaved, best of {rounds} rounds, ns per operation (ratio to coitrees / iset)"
+        );
+        for f in fixtures() {
+            let n = f.items.len();
+            let mut rng = Rng(SEED ^ 0x1e);
+            let mut churn = Churn {
+                ours: f.ours.clone(),
+                ours_live: f.handles.clone(),
+                wide: f.wide.clone(),
+                wide_live: f.handles.clone(),
+                iset: f.iset.clone(),
+                iset_live: f.items.iter().map(|&i| to_range(i)).collect(),
+            };
+            let stabs: Vec<Interval> = f.stabs.iter().map(|&p| super::iv(p, p)).collect();
+            let mut best = [[f64::INFINITY; 4]; 5];
+            for _ in 0..rounds {
+                let picks: Vec<usize> = (0..NQUERIES)
+                    .map(|_| rng.below(n as u64) as usize)
+                    .collect();
+                let fresh: Vec<Interval> = (0..NQUERIES)
+                    .map(|_| super::page_interval(&mut rng))
+                    .collect();
+                let times = [
+                    queries(f, &f.points, false),
+                    queries(f, &f.ranges, false),
+                    queries(f, &stabs, false),
+                    queries(f, &f.ranges, true),
+                    churn.round(&picks, &fresh),
+                ];
+                for (b, t) in best.iter_mut().zip(times) {
+                    for (b, t) in b.iter_mut().zip(t) {
+                        *b = b.min(t);
+                    }
+                }
+            }
+            for (name, b) in ["query_point", "query_range", "stab", "count", "churn"]
+                .iter()
+                .zip(best)
+            {
+                let ns = b.map(|t| t / NQUERIES as f64 * 1e9);
+                let mut line = format!("{name:12} n={n:<8}");
+                for (target, t) in TARGETS.iter().zip(ns) {
+                    if t.is_finite() {
+                        let _ = write!(line, " {target}={t:.0}");
+                    }
+                }
+                for (k, target) in [(0, "mmn_fast"), (1, super::WIDE)] {
+                    if ns[2].is_finite() {
+                        let _ = write!(line, "  {target}/coitrees={:.2}", ns[k] / ns[2]);
+                    }
+                    let _ = write!(line, "  {target}/iset={:.2}", ns[k] / ns[3]);
+                }
+                println!("{line}");
+            }
+        }
+    }
+}
+
+fn main() {
+    if std::env::var_os("MMN_BENCH_INTERLEAVED").is_some() {
+        interleaved::run();
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -5,7 +5,8 @@
 //! changes. The Python package is a binding of this crate (behind the `python` feature).
 //!
 //! - [`interval`]: the one checked `[start, last]` convention;
-//! - [`tree`]: the augmented interval tree (an arena AVL tree keyed by start, with subtree max);
+//! - [`tree`]: the interval index (a B+-tree keyed by start, inner nodes holding each child's
+//!   smallest start and largest last);
 //! - [`protocol`]: the `invalidate_seq` protocol, the active count and the deferred list, as
 //!   plain transitions on a state that the caller locks;
 //! - [`notifier`]: that state wrapped in a mutex and a condition variable (the waits);

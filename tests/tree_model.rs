@@ -1,13 +1,15 @@
 //! Seeded random model test of `IntervalTree`: every operation is applied to the tree and to a
 //! brute-force `Vec` model, the answers are compared at every step, and
-//! `check_invariants()` runs after every step.
+//! `check_invariants()` runs after every step. Most profiles run the crate's layout
+//! (`IntervalTree`, nodes of 16); one runs the smallest nodes allowed, for deep trees.
 //!
 //! A failure prints its seed; `TREE_MODEL_SEED=<seed> cargo test --test tree_model` replays
 //! that seed (with every profile) and nothing else.
 
 use std::panic::{self, AssertUnwindSafe};
 
-use mmn_fast::{Handle, Interval, IntervalTree};
+use mmn_fast::tree::BPlusTree;
+use mmn_fast::{Handle, Interval};
 
 mod support;
 
@@ -140,7 +142,12 @@ struct Profile {
 }
 
 /// Compare every observable answer of the tree with the model.
-fn compare_queries(tree: &mut IntervalTree<u64>, model: &mut Model, rng: &mut Rng, shape: Shape) {
+fn compare_queries<const L: usize, const F: usize>(
+    tree: &mut BPlusTree<u64, L, F>,
+    model: &mut Model,
+    rng: &mut Rng,
+    shape: Shape,
+) {
     let q = gen_query(rng, shape, model);
     let want = model.overlapping(q);
     let got: Vec<Hit> = tree.overlaps(q).map(|(h, i, v)| hit(h, i, *v)).collect();
@@ -174,7 +181,7 @@ fn compare_queries(tree: &mut IntervalTree<u64>, model: &mut Model, rng: &mut Rn
     }
 }
 
-fn compare_all(tree: &IntervalTree<u64>, model: &Model) {
+fn compare_all<const L: usize, const F: usize>(tree: &BPlusTree<u64, L, F>, model: &Model) {
     assert_eq!(tree.len(), model.attached().count(), "len");
     assert_eq!(tree.is_empty(), tree.iter().next().is_none(), "is_empty");
     assert_eq!(tree.span(), model.span(), "span");
@@ -214,7 +221,7 @@ struct Progress {
     clippy::too_many_lines,
     reason = "one arm per operation, each with its checks"
 )]
-fn run(profile: &Profile, progress: &mut Progress) {
+fn run<const L: usize, const F: usize>(profile: &Profile, progress: &mut Progress) {
     let mut rng = Rng(profile.seed);
     let mut model = Model::default();
     let mut tree = if profile.bulk {
@@ -230,9 +237,9 @@ fn run(profile: &Profile, progress: &mut Progress) {
                 attached: true,
             });
         }
-        IntervalTree::bulk_build(items)
+        BPlusTree::<u64, L, F>::bulk_build(items)
     } else {
-        IntervalTree::new()
+        BPlusTree::new()
     };
     tree.check_invariants().unwrap();
     compare_all(&tree, &model);
@@ -375,7 +382,12 @@ fn run(profile: &Profile, progress: &mut Progress) {
 }
 
 /// Run `profile`, or the replayed seed from `TREE_MODEL_SEED` instead; print the seed on failure.
-fn check(mut profile: Profile) {
+fn check(profile: Profile) {
+    check_layout::<16, 16>(profile);
+}
+
+/// [`check`] on the layout with leaves of `L` and inner nodes of `F`.
+fn check_layout<const L: usize, const F: usize>(mut profile: Profile) {
     if let Ok(text) = std::env::var("TREE_MODEL_SEED") {
         let text = text.trim();
         let parsed = text
@@ -384,10 +396,10 @@ fn check(mut profile: Profile) {
         profile.seed = parsed.expect("TREE_MODEL_SEED must be a u64, decimal or 0x hex");
     }
     let mut progress = Progress::default();
-    let result = panic::catch_unwind(AssertUnwindSafe(|| run(&profile, &mut progress)));
+    let result = panic::catch_unwind(AssertUnwindSafe(|| run::<L, F>(&profile, &mut progress)));
     if let Err(cause) = result {
         eprintln!(
-            "tree_model FAILED: seed {:#x} ({:?}, target {}, bulk {}) at step {} during {}; \
+            "tree_model FAILED: seed {:#x} ({:?}, target {}, bulk {}, nodes {L}/{F}) at step {} during {}; \
              replay with TREE_MODEL_SEED={:#x}",
             profile.seed,
             profile.shape,
@@ -478,4 +490,23 @@ fn extremes_from_bulk_build() {
         steps: 3000,
         bulk: true,
     });
+}
+
+/// The smallest nodes allowed (8 intervals, 8 children): a thousand intervals make a tree
+/// four levels deep, so splits, merges and redistributions happen at every level.
+#[test]
+fn deep_trees_of_small_nodes() {
+    for (seed, shape, bulk) in [
+        (0x5eed_0007, Shape::Pages, false),
+        (0x5eed_0008, Shape::Dense, false),
+        (0x5eed_0009, Shape::Extremes, true),
+    ] {
+        check_layout::<8, 8>(Profile {
+            seed,
+            shape,
+            target: 1_200,
+            steps: 5_000,
+            bulk,
+        });
+    }
 }

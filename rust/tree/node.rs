@@ -1,0 +1,262 @@
+//! One node of the B+-tree, leaf or inner: up to `N` entries in struct-of-arrays form, sorted by
+//! their first column.
+//!
+//! In a leaf an entry is one interval: `(start, last, slot)`. In an inner node it is one child:
+//! `(smallest start, largest last, child index)` of the child's subtree, so a query prunes a
+//! whole child on two compares. Both kinds answer a query the same way ([`Node::hits`]): a
+//! branch-free pass over all `N` entries that yields a bit mask of the entries to visit, walked
+//! lowest bit first, which is ascending start order.
+
+/// A leaf or inner node of capacity `N` (`N <= 64`, so that a mask fits in a `u64`).
+///
+/// Entries `0..len` are live, ordered by `keys` (ties in any order); the rest are stale and
+/// masked off. `parent` is the inner node holding this one (`NIL` at the root).
+#[derive(Clone, Copy)]
+pub(super) struct Node<const N: usize> {
+    /// Start of each interval (leaf), smallest start of each child's subtree (inner).
+    pub keys: [u64; N],
+    /// Last of each interval (leaf), largest last of each child's subtree (inner).
+    pub lasts: [u64; N],
+    /// Slot of each interval (leaf), index of each child (inner).
+    pub ids: [u32; N],
+    len: u32,
+    pub parent: u32,
+}
+
+/// Hint the CPU to start loading the cache line holding `target`; no effect on results.
+#[inline]
+pub(super) fn prefetch<T>(target: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        const { assert!(cfg!(target_feature = "sse")) };
+        // SAFETY: `_mm_prefetch` needs only SSE, part of the x86_64 baseline (asserted above);
+        // a prefetch is a hint that never faults, and the pointer comes from a live reference.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                std::ptr::from_ref(target).cast::<i8>(),
+            );
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = target;
+}
+
+/// The `n` lowest bits set.
+#[inline]
+const fn low_bits(n: usize) -> u64 {
+    if n >= 64 {
+        u64::MAX
+    } else {
+        (1 << n) - 1
+    }
+}
+
+/// Move `a[pos..N - 1]` up by one, over the whole fixed-size array: a few branch-free selects
+/// the compiler unrolls, where a `copy_within` of a run-time length calls `memmove`.
+#[inline]
+fn shift_up<T: Copy, const N: usize>(a: &mut [T; N], pos: usize) {
+    for i in (1..N).rev() {
+        if i > pos {
+            a[i] = a[i - 1];
+        }
+    }
+}
+
+/// Move `a[pos + 1..]` down by one (the last element stays, stale).
+#[inline]
+fn shift_down<T: Copy, const N: usize>(a: &mut [T; N], pos: usize) {
+    for i in 0..N - 1 {
+        if i >= pos {
+            a[i] = a[i + 1];
+        }
+    }
+}
+
+impl<const N: usize> Node<N> {
+    /// An empty node under `parent`.
+    pub const fn empty(parent: u32) -> Self {
+        const { assert!(N >= 8 && N <= 64, "node capacity must be 8..=64") };
+        Self {
+            keys: [0; N],
+            lasts: [0; N],
+            ids: [0; N],
+            len: 0,
+            parent,
+        }
+    }
+
+    #[inline]
+    pub const fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    #[inline]
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "a length is at most N <= 64"
+    )]
+    fn set_len(&mut self, len: usize) {
+        debug_assert!(len <= N);
+        self.len = len as u32;
+    }
+
+    #[inline]
+    pub const fn is_full(&self) -> bool {
+        self.len() == N
+    }
+
+    /// Bit `i` set for each live entry `i` whose `[key, last]` overlaps `[qs, ql]`. No branch
+    /// depends on the data, so the CPU never mispredicts; on a CPU with AVX2 the same loop runs
+    /// vectorised (the `x86_64` baseline, SSE2, has no 64-bit compare).
+    #[inline]
+    pub fn hits(&self, qs: u64, ql: u64) -> u64 {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: `hits_avx2` only needs AVX2, which the CPU was just seen to have.
+            return unsafe { self.hits_avx2(qs, ql) };
+        }
+        self.hits_portable(qs, ql)
+    }
+
+    /// [`hits`](Self::hits) compiled for AVX2.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 (an `unsafe fn` rather than a safe `#[target_feature]` one:
+    /// the crate's minimum Rust, 1.80, predates those).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn hits_avx2(&self, qs: u64, ql: u64) -> u64 {
+        debug_assert!(std::arch::is_x86_feature_detected!("avx2"));
+        self.hits_portable(qs, ql)
+    }
+
+    #[inline(always)]
+    #[allow(
+        clippy::inline_always,
+        reason = "inlined into `hits_avx2`, it is compiled for AVX2 there"
+    )]
+    #[allow(
+        clippy::needless_bitwise_bool,
+        reason = "branch-free on purpose: both compares are cheap and unpredictable"
+    )]
+    pub(super) fn hits_portable(&self, qs: u64, ql: u64) -> u64 {
+        let mut mask = 0u64;
+        for i in 0..N {
+            mask |= u64::from((self.keys[i] <= ql) & (self.lasts[i] >= qs)) << i;
+        }
+        mask & low_bits(self.len())
+    }
+
+    /// `(smallest key, largest last)` of the live entries: the node's entry in its parent.
+    /// `(u64::MAX, 0)` for an empty node (a transient state inside an update).
+    #[inline]
+    pub fn summary(&self) -> (u64, u64) {
+        let first = self.keys[..self.len()].first().copied();
+        (first.unwrap_or(u64::MAX), self.max_last())
+    }
+
+    /// Where the live entry with id `id` sits, if any.
+    #[inline]
+    pub fn position(&self, id: u32) -> Option<usize> {
+        self.ids[..self.len()].iter().position(|&x| x == id)
+    }
+
+    /// The number of live keys at or below `key`: the insert position after all equal keys in
+    /// a leaf; one more than the child to descend into in an inner node. A binary search.
+    #[inline]
+    pub fn upper_bound(&self, key: u64) -> usize {
+        self.keys[..self.len()].partition_point(|&k| k <= key)
+    }
+
+    /// The largest live `last`; 0 for an empty node.
+    #[inline]
+    pub fn max_last(&self) -> u64 {
+        self.lasts[..self.len()].iter().fold(0, |m, &l| m.max(l))
+    }
+
+    /// Overwrite entry `i` (live).
+    #[inline]
+    pub fn set(&mut self, i: usize, (key, last): (u64, u64), id: u32) {
+        self.keys[i] = key;
+        self.lasts[i] = last;
+        self.ids[i] = id;
+    }
+
+    /// Insert an entry at `pos`, shifting the later ones up. The node must not be full.
+    #[inline]
+    pub fn insert_at(&mut self, pos: usize, summary: (u64, u64), id: u32) {
+        debug_assert!(self.len() < N && pos <= self.len());
+        shift_up(&mut self.keys, pos);
+        shift_up(&mut self.lasts, pos);
+        shift_up(&mut self.ids, pos);
+        self.set(pos, summary, id);
+        self.len += 1;
+    }
+
+    /// Remove entry `pos` (live), shifting the later ones down; returns its `(key, last)`.
+    #[inline]
+    pub fn remove_at(&mut self, pos: usize) -> (u64, u64) {
+        debug_assert!(pos < self.len());
+        let removed = (self.keys[pos], self.lasts[pos]);
+        shift_down(&mut self.keys, pos);
+        shift_down(&mut self.lasts, pos);
+        shift_down(&mut self.ids, pos);
+        self.len -= 1;
+        removed
+    }
+
+    /// Move entries `at..` into a new node under the same parent.
+    pub fn split_off(&mut self, at: usize) -> Self {
+        let mut right = Self::empty(self.parent);
+        right.take_tail(self, at);
+        right
+    }
+
+    /// Append `right`'s entries, leaving it empty. The two must fit in one node.
+    pub fn append(&mut self, right: &mut Self) {
+        debug_assert!(self.len() + right.len() <= N);
+        self.take_tail(right, 0);
+    }
+
+    /// Move entries between two adjacent nodes (`self` left of `right`) until the left one
+    /// holds half of them (rounded down).
+    pub fn even_out(&mut self, right: &mut Self) {
+        let want = (self.len() + right.len()) / 2;
+        if self.len() > want {
+            // Make room at the front of `right`, then move our tail there.
+            let (k, rl) = (self.len() - want, right.len());
+            right.keys.copy_within(0..rl, k);
+            right.lasts.copy_within(0..rl, k);
+            right.ids.copy_within(0..rl, k);
+            let range = want..self.len();
+            right.keys[..k].copy_from_slice(&self.keys[range.clone()]);
+            right.lasts[..k].copy_from_slice(&self.lasts[range.clone()]);
+            right.ids[..k].copy_from_slice(&self.ids[range]);
+            right.set_len(rl + k);
+            self.set_len(want);
+        } else {
+            // Take `right`'s head, then close the gap it leaves.
+            let k = want - self.len();
+            let (at, rl) = (self.len(), right.len());
+            self.keys[at..want].copy_from_slice(&right.keys[..k]);
+            self.lasts[at..want].copy_from_slice(&right.lasts[..k]);
+            self.ids[at..want].copy_from_slice(&right.ids[..k]);
+            right.keys.copy_within(k..rl, 0);
+            right.lasts.copy_within(k..rl, 0);
+            right.ids.copy_within(k..rl, 0);
+            right.set_len(rl - k);
+            self.set_len(want);
+        }
+    }
+
+    /// Append `from`'s entries `at..` to `self` and cut `from` short at `at`.
+    fn take_tail(&mut self, from: &mut Self, at: usize) {
+        let (to, n) = (self.len(), from.len() - at);
+        debug_assert!(to + n <= N);
+        self.keys[to..to + n].copy_from_slice(&from.keys[at..at + n]);
+        self.lasts[to..to + n].copy_from_slice(&from.lasts[at..at + n]);
+        self.ids[to..to + n].copy_from_slice(&from.ids[at..at + n]);
+        self.set_len(to + n);
+        from.set_len(at);
+    }
+}

@@ -1,0 +1,199 @@
+//! The query walk and the iterators built on it.
+
+use std::iter::FusedIterator;
+
+use super::node::{prefetch, Node};
+use super::{leaf_interval, BPlusTree, Handle, MAX_DEPTH};
+use crate::interval::Interval;
+
+/// A depth-first walk over the inner nodes whose subtrees may overlap `[qs, ql]`, yielding each
+/// leaf with at least one hit and the mask of its hits, leaves in ascending start order.
+///
+/// Per inner level it keeps the mask of children not yet visited; a child is in the mask when
+/// its smallest start is at or before `ql` and its largest last at or after `qs`, so a pruned
+/// subtree is never read. Only the deepest node is kept: a finished node's parent is found by
+/// its `parent` link, so the stack is one `u32` per level and the walk stays small enough to
+/// move cheaply (iterator adapters move it). It lives inline: no allocation.
+#[derive(Clone)]
+pub(super) struct Cursor {
+    qs: u64,
+    ql: u64,
+    /// Inner levels of the tree: the stack is full (depth == height) when the next node down is
+    /// a leaf.
+    height: usize,
+    depth: usize,
+    /// The inner node at the top of the stack.
+    node: u32,
+    masks: [u32; MAX_DEPTH],
+}
+
+impl Cursor {
+    /// A walk that yields nothing.
+    #[inline]
+    pub fn done(qs: u64, ql: u64) -> Self {
+        Self {
+            qs,
+            ql,
+            height: 0,
+            depth: 0,
+            node: 0,
+            masks: [0; MAX_DEPTH],
+        }
+    }
+
+    /// A walk from `root`, `height` inner levels above the leaves.
+    #[inline]
+    pub fn new<const F: usize>(
+        inners: &[Node<F>],
+        root: u32,
+        height: usize,
+        qs: u64,
+        ql: u64,
+    ) -> Self {
+        let mut cursor = Self::done(qs, ql);
+        cursor.height = height;
+        cursor.push(inners, root);
+        cursor
+    }
+
+    #[inline]
+    fn push<const F: usize>(&mut self, inners: &[Node<F>], node: u32) {
+        const { assert!(F <= 32, "inner nodes hold at most 32 children") };
+        let inner = &inners[node as usize];
+        // The child ids are read once the mask is known: start their load with the mask's, so
+        // that a level costs one cache miss rather than two in a row.
+        prefetch(&inner.ids);
+        prefetch(&inner.ids[F - 1]);
+        let hits = inner.hits(self.qs, self.ql);
+        debug_assert!(hits >> F == 0);
+        #[allow(clippy::cast_possible_truncation, reason = "F <= 32 bits")]
+        let hits = hits as u32;
+        self.masks[self.depth] = hits;
+        self.node = node;
+        self.depth += 1;
+    }
+
+    /// The next leaf with a hit, and its hit mask (never 0).
+    #[inline]
+    pub fn next_leaf<const L: usize, const F: usize>(
+        &mut self,
+        inners: &[Node<F>],
+        leaves: &[Node<L>],
+    ) -> Option<(u32, u64)> {
+        while let Some(top) = self.depth.checked_sub(1) {
+            let mask = self.masks[top];
+            if mask == 0 {
+                self.depth = top;
+                self.node = inners[self.node as usize].parent;
+                continue;
+            }
+            self.masks[top] = mask & (mask - 1);
+            let child = inners[self.node as usize].ids[mask.trailing_zeros() as usize];
+            if self.depth < self.height {
+                self.push(inners, child);
+            } else {
+                let leaf = &leaves[child as usize];
+                // A hit's slot id is read next (by `overlaps`): load it with the mask.
+                prefetch(&leaf.ids);
+                prefetch(&leaf.ids[L - 1]);
+                let hits = leaf.hits(self.qs, self.ql);
+                if hits != 0 {
+                    return Some((child, hits));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// The attached intervals overlapping a query, in ascending start order; see
+/// [`BPlusTree::overlaps`].
+#[derive(Clone)]
+pub struct Overlaps<'a, V, const L: usize, const F: usize> {
+    tree: &'a BPlusTree<V, L, F>,
+    cursor: Cursor,
+    /// The current leaf and its hits not yet returned.
+    leaf: u32,
+    mask: u64,
+}
+
+impl<'a, V, const L: usize, const F: usize> Overlaps<'a, V, L, F> {
+    #[inline]
+    pub(super) fn new(tree: &'a BPlusTree<V, L, F>, cursor: Cursor) -> Self {
+        Self {
+            tree,
+            cursor,
+            leaf: 0,
+            mask: 0,
+        }
+    }
+}
+
+impl<'a, V, const L: usize, const F: usize> Iterator for Overlaps<'a, V, L, F> {
+    type Item = (Handle, Interval, &'a V);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.mask == 0 {
+            (self.leaf, self.mask) = self
+                .cursor
+                .next_leaf(&self.tree.inners, &self.tree.leaves)?;
+        }
+        let pos = self.mask.trailing_zeros() as usize;
+        self.mask &= self.mask - 1;
+        let node = &self.tree.leaves[self.leaf as usize];
+        let slot = node.ids[pos];
+        let entry = self.tree.entry(slot);
+        Some((
+            Handle::new(slot, entry.generation),
+            leaf_interval(node, pos),
+            &entry.value,
+        ))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.mask.count_ones() as usize, Some(self.tree.len))
+    }
+}
+
+impl<V, const L: usize, const F: usize> FusedIterator for Overlaps<'_, V, L, F> {}
+
+/// Every attached interval in ascending start order; see [`BPlusTree::iter`].
+#[derive(Clone)]
+pub struct Iter<'a, V, const L: usize, const F: usize> {
+    all: Overlaps<'a, V, L, F>,
+    remaining: usize,
+}
+
+impl<'a, V, const L: usize, const F: usize> Iter<'a, V, L, F> {
+    pub(super) fn new(all: Overlaps<'a, V, L, F>, remaining: usize) -> Self {
+        Self { all, remaining }
+    }
+}
+
+impl<'a, V, const L: usize, const F: usize> Iterator for Iter<'a, V, L, F> {
+    type Item = (Handle, Interval, &'a V);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let item = self.all.next()?;
+        self.remaining -= 1;
+        Some(item)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl<V, const L: usize, const F: usize> ExactSizeIterator for Iter<'_, V, L, F> {}
+impl<V, const L: usize, const F: usize> FusedIterator for Iter<'_, V, L, F> {}
+
+impl<'a, V, const L: usize, const F: usize> IntoIterator for &'a BPlusTree<V, L, F> {
+    type Item = (Handle, Interval, &'a V);
+    type IntoIter = Iter<'a, V, L, F>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}

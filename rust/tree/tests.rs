@@ -1,0 +1,505 @@
+use super::*;
+
+fn iv(start: u64, last: u64) -> Interval {
+    Interval::new(start, last).unwrap()
+}
+
+fn checked<V, const L: usize, const F: usize>(tree: &BPlusTree<V, L, F>) {
+    if let Err(e) = tree.check_invariants() {
+        panic!("invariant broken: {e}");
+    }
+}
+
+/// `(start, last, value)` of every hit, in the order returned.
+fn hits(tree: &IntervalTree<u64>, q: Interval) -> Vec<(u64, u64, u64)> {
+    tree.overlaps(q)
+        .map(|(_, i, v)| (i.start(), i.last(), *v))
+        .collect()
+}
+
+#[test]
+fn empty_tree_answers_nothing() {
+    let tree: IntervalTree<u64> = IntervalTree::default();
+    assert_eq!(tree.len(), 0);
+    assert!(tree.is_empty());
+    assert_eq!(tree.span(), None);
+    assert!(!tree.any_overlap(iv(0, u64::MAX)));
+    assert_eq!(tree.overlaps(iv(0, u64::MAX)).count(), 0);
+    assert_eq!(tree.count_overlap(iv(0, u64::MAX)), 0);
+    assert_eq!(tree.iter().len(), 0);
+    assert!(!tree.contains(Handle::from_bits(0)));
+    checked(&tree);
+}
+
+#[test]
+fn node_bytes_fit_the_issue_11_budgets() {
+    // A leaf of 16: 16 starts, 16 lasts, 16 slot ids, length and parent.
+    assert_eq!(mem::size_of::<Node<16>>(), 16 * 20 + 8);
+    // Slot (16) + a sixteenth of a leaf (21) + a 256th of an inner node (2).
+    assert_eq!(IntervalTree::<Box<u8>>::NODE_BYTES, 39);
+    const { assert!(IntervalTree::<Box<u8>>::NODE_BYTES <= 48) };
+    assert_eq!(mem::size_of::<Slot<Box<u8>>>(), 16);
+}
+
+#[test]
+fn handle_bits_round_trip() {
+    let h = Handle::new(7, 3);
+    assert_eq!(h.to_bits(), (3 << 32) | 7);
+    assert_eq!(Handle::from_bits(h.to_bits()), h);
+    assert_eq!((h.slot(), h.generation()), (7, 3));
+}
+
+#[test]
+fn overlap_is_inclusive_at_both_ends() {
+    let mut tree = IntervalTree::new();
+    tree.insert(iv(10, 20), 1);
+    assert_eq!(hits(&tree, iv(20, 30)), [(10, 20, 1)]);
+    assert_eq!(hits(&tree, iv(0, 10)), [(10, 20, 1)]);
+    assert_eq!(hits(&tree, iv(15, 15)), [(10, 20, 1)]);
+    assert_eq!(hits(&tree, iv(0, 100)), [(10, 20, 1)]);
+    assert!(hits(&tree, iv(21, 30)).is_empty());
+    assert!(hits(&tree, iv(0, 9)).is_empty());
+    assert!(tree.any_overlap(iv(20, 20)) && tree.any_overlap(iv(10, 10)));
+    assert!(!tree.any_overlap(iv(21, 21)) && !tree.any_overlap(iv(9, 9)));
+}
+
+#[test]
+fn overlaps_come_in_ascending_start_order() {
+    let mut tree = IntervalTree::new();
+    for (k, start) in [50u64, 10, 40, 20, 30, 0, 60].into_iter().enumerate() {
+        tree.insert(iv(start, start + 25), k as u64);
+    }
+    checked(&tree);
+    let starts: Vec<u64> = hits(&tree, iv(26, 45))
+        .into_iter()
+        .map(|(s, _, _)| s)
+        .collect();
+    assert_eq!(starts, [10, 20, 30, 40]);
+    assert_eq!(tree.count_overlap(iv(26, 45)), 4);
+    let all: Vec<u64> = tree.iter().map(|(_, i, _)| i.start()).collect();
+    assert_eq!(all, [0, 10, 20, 30, 40, 50, 60]);
+    assert_eq!(tree.span(), Some(iv(0, 85)));
+}
+
+#[test]
+fn equal_intervals_are_distinct_entries() {
+    let mut tree = IntervalTree::new();
+    let handles: Vec<Handle> = (0..5).map(|v| tree.insert(iv(100, 200), v)).collect();
+    checked(&tree);
+    assert_eq!(tree.len(), 5);
+    let mut values: Vec<u64> = hits(&tree, iv(150, 150))
+        .into_iter()
+        .map(|(_, _, v)| v)
+        .collect();
+    values.sort_unstable();
+    assert_eq!(values, [0, 1, 2, 3, 4]);
+    assert_eq!(tree.remove(handles[2]), Some((iv(100, 200), 2)));
+    checked(&tree);
+    assert_eq!(tree.count_overlap(iv(0, 1000)), 4);
+    assert!(tree.overlaps(iv(0, 1000)).all(|(_, _, v)| *v != 2));
+}
+
+#[test]
+fn get_and_get_mut_see_attached_and_detached() {
+    let mut tree = IntervalTree::new();
+    let a = tree.insert(iv(1, 2), 10);
+    let d = tree.insert_detached(iv(3, 4), 20);
+    assert_eq!(tree.get(a), Some((iv(1, 2), &10)));
+    assert_eq!(tree.get(d), Some((iv(3, 4), &20)));
+    *tree.get_mut(d).unwrap().1 += 1;
+    assert_eq!(tree.get(d), Some((iv(3, 4), &21)));
+    assert_eq!(tree.remove(d), Some((iv(3, 4), 21)));
+    assert_eq!(tree.get(d), None);
+    assert!(tree.get_mut(d).is_none());
+}
+
+#[test]
+fn detached_nodes_are_allocated_but_invisible() {
+    let mut tree = IntervalTree::new();
+    let a = tree.insert(iv(0, 9), 1);
+    let d = tree.insert_detached(iv(5, 15), 2);
+    checked(&tree);
+    assert_eq!(tree.len(), 1);
+    assert!(tree.contains(d) && !tree.is_attached(d));
+    assert!(tree.contains(a) && tree.is_attached(a));
+    assert_eq!(hits(&tree, iv(0, 100)), [(0, 9, 1)]);
+    assert_eq!(tree.count_overlap(iv(10, 15)), 0);
+    assert!(!tree.any_overlap(iv(10, 15)));
+    assert_eq!(tree.iter().count(), 1);
+    assert_eq!(tree.span(), Some(iv(0, 9)));
+
+    assert!(tree.attach(d));
+    checked(&tree);
+    assert!(!tree.attach(d), "attaching twice must fail");
+    assert!(!tree.attach(a), "an inserted node is already attached");
+    assert_eq!(tree.len(), 2);
+    assert_eq!(hits(&tree, iv(10, 15)), [(5, 15, 2)]);
+    assert_eq!(tree.span(), Some(iv(0, 15)));
+
+    assert!(tree.detach(a));
+    checked(&tree);
+    assert!(!tree.detach(a), "detaching twice must fail");
+    assert_eq!(tree.len(), 1);
+    assert!(tree.contains(a) && !tree.is_attached(a));
+    assert_eq!(hits(&tree, iv(0, 100)), [(5, 15, 2)]);
+    assert_eq!(tree.span(), Some(iv(5, 15)));
+
+    assert_eq!(
+        tree.remove(a),
+        Some((iv(0, 9), 1)),
+        "a detached node can be removed"
+    );
+    assert_eq!(tree.len(), 1);
+    checked(&tree);
+}
+
+#[test]
+fn stale_and_unknown_handles_are_refused() {
+    let mut tree = IntervalTree::new();
+    let old = tree.insert(iv(0, 9), 1);
+    assert_eq!(tree.remove(old), Some((iv(0, 9), 1)));
+    let new = tree.insert(iv(0, 9), 2);
+    assert_eq!(new.slot(), old.slot(), "the slot is reused");
+    assert_ne!(new, old, "with a new generation");
+    for h in [
+        old,
+        Handle::from_bits(1),
+        Handle::from_bits(u64::MAX),
+        Handle::new(NIL, 0),
+    ] {
+        assert!(!tree.contains(h) && !tree.is_attached(h));
+        assert!(tree.get(h).is_none() && tree.get_mut(h).is_none());
+        assert!(!tree.attach(h) && !tree.detach(h));
+        assert_eq!(tree.remove(h), None);
+    }
+    assert_eq!(tree.get(new), Some((iv(0, 9), &2)));
+    assert_eq!(tree.len(), 1);
+    checked(&tree);
+}
+
+#[test]
+fn exhausted_generation_retires_the_slot() {
+    let mut tree = IntervalTree::new();
+    let first = tree.insert(iv(1, 1), 1);
+    tree.remove(first);
+    // Pretend slot 0 has been reused until its last generation.
+    tree.slots[0] = Slot::Vacant {
+        generation: u32::MAX,
+        next_free: NIL,
+    };
+    let last_gen = tree.insert(iv(2, 2), 2);
+    assert_eq!((last_gen.slot(), last_gen.generation()), (0, u32::MAX));
+    assert_eq!(tree.remove(last_gen), Some((iv(2, 2), 2)));
+    checked(&tree);
+    let next = tree.insert(iv(3, 3), 3);
+    assert_eq!(next.slot(), 1, "slot 0 is retired, not reused");
+    assert!(!tree.contains(last_gen) && !tree.contains(first));
+    checked(&tree);
+}
+
+#[test]
+fn u64_extremes() {
+    let mut tree = IntervalTree::new();
+    let zero = tree.insert(iv(0, 0), 0);
+    let top = tree.insert(iv(u64::MAX, u64::MAX), 1);
+    let all = tree.insert(iv(0, u64::MAX), 2);
+    checked(&tree);
+    assert_eq!(tree.span(), Some(iv(0, u64::MAX)));
+    let mut at_zero: Vec<u64> = hits(&tree, iv(0, 0)).into_iter().map(|h| h.2).collect();
+    at_zero.sort_unstable();
+    assert_eq!(at_zero, [0, 2]);
+    assert_eq!(
+        hits(&tree, iv(u64::MAX, u64::MAX)),
+        [(0, u64::MAX, 2), (u64::MAX, u64::MAX, 1)]
+    );
+    assert_eq!(tree.count_overlap(iv(1, u64::MAX - 1)), 1);
+    assert_eq!(tree.count_overlap(iv(0, u64::MAX)), 3);
+    assert!(tree.remove(all).is_some());
+    assert!(!tree.any_overlap(iv(1, u64::MAX - 1)));
+    assert!(tree.any_overlap(iv(u64::MAX, u64::MAX)) && tree.any_overlap(iv(0, 0)));
+    assert_eq!(tree.span(), Some(iv(0, u64::MAX)));
+    tree.remove(top);
+    assert_eq!(tree.span(), Some(iv(0, 0)));
+    tree.remove(zero);
+    assert_eq!(tree.span(), None);
+    checked(&tree);
+}
+
+#[test]
+fn for_each_overlap_mut_visits_in_order_and_writes() {
+    let mut tree = IntervalTree::new();
+    for k in 0..100u64 {
+        tree.insert(iv(k * 10, k * 10 + 14), k);
+    }
+    let mut seen = Vec::new();
+    tree.for_each_overlap_mut(iv(95, 125), |h, i, v| {
+        assert!(i.overlaps(iv(95, 125)));
+        seen.push((h, i.start()));
+        *v += 1000;
+    });
+    let starts: Vec<u64> = seen.iter().map(|s| s.1).collect();
+    assert_eq!(starts, [90, 100, 110, 120]);
+    for (h, _) in seen {
+        assert!(*tree.get(h).unwrap().1 >= 1000);
+    }
+    assert_eq!(tree.iter().filter(|(_, _, v)| **v >= 1000).count(), 4);
+    let mut calls = 0;
+    tree.for_each_overlap_mut(iv(5000, 6000), |_, _, _| calls += 1);
+    assert_eq!(calls, 0);
+}
+
+#[test]
+fn ascending_and_descending_inserts_fill_leaves() {
+    for descending in [false, true] {
+        let mut tree = IntervalTree::new();
+        let n = 10_000u64;
+        for k in 0..n {
+            let s = if descending { n - k } else { k };
+            tree.insert(iv(s, s), k);
+        }
+        checked(&tree);
+        // Sorted inserts keep full nodes: as few leaves as a bulk build, plus one.
+        assert!(
+            tree.leaves.len() <= 10_000usize.div_ceil(16) + 1,
+            "{}",
+            tree.leaves.len()
+        );
+        assert_eq!(tree.height, 3);
+        assert_eq!(tree.iter().len(), 10_000);
+        let starts: Vec<u64> = tree.iter().map(|(_, i, _)| i.start()).collect();
+        assert!(starts.windows(2).all(|w| w[0] < w[1]));
+    }
+}
+
+#[test]
+fn small_nodes_deep_tree_against_a_model() {
+    // Capacity 8 makes a deep tree quickly: splits, merges and redistributions at every level.
+    let mut tree: BPlusTree<u64, 8, 8> = BPlusTree::new();
+    let mut live: Vec<(Handle, Interval, u64)> = Vec::new();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rand = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for step in 0..6_000u64 {
+        let grow = step < 3_000 || (step < 5_000 && rand() % 3 != 0);
+        if grow || live.is_empty() {
+            let start = rand() % 500;
+            let i = iv(start, start + rand() % 40);
+            live.push((tree.insert(i, step), i, step));
+        } else {
+            let k = usize::try_from(rand() % live.len() as u64).unwrap();
+            let (h, i, v) = live.swap_remove(k);
+            assert_eq!(tree.remove(h), Some((i, v)));
+        }
+        if step % 97 == 0 || step > 5_900 {
+            checked(&tree);
+            let qs = rand() % 520;
+            let q = iv(qs, qs + rand() % 30);
+            let mut want: Vec<u64> = live
+                .iter()
+                .filter(|e| e.1.overlaps(q))
+                .map(|e| e.2)
+                .collect();
+            let mut got: Vec<u64> = tree.overlaps(q).map(|(_, _, v)| *v).collect();
+            let starts: Vec<u64> = tree.overlaps(q).map(|(_, i, _)| i.start()).collect();
+            assert!(starts.windows(2).all(|w| w[0] <= w[1]));
+            assert_eq!(tree.count_overlap(q), want.len());
+            assert_eq!(tree.any_overlap(q), !want.is_empty());
+            want.sort_unstable();
+            got.sort_unstable();
+            assert_eq!(got, want);
+        }
+    }
+    assert!(tree.height >= 4, "height {}", tree.height);
+    for (h, i, v) in live.drain(..) {
+        assert_eq!(tree.remove(h), Some((i, v)));
+    }
+    checked(&tree);
+    assert!(tree.is_empty() && tree.leaves.is_empty() && tree.inners.is_empty());
+}
+
+#[test]
+fn removal_in_every_shape_keeps_invariants() {
+    // Remove by every pattern that exercises Cond1 (at most one child) and Cond2
+    // (successor deep or the right child itself), with the leftmost cache in play.
+    for pattern in 0..4u64 {
+        let mut tree = IntervalTree::new();
+        // Varied lengths, so that a removed node's last is often its subtree's max.
+        let interval = |k: u64| iv(k * 3, k * 3 + 7 + (k * 37) % 101);
+        let handles: Vec<Handle> = (0..257u64).map(|k| tree.insert(interval(k), k)).collect();
+        let order: Vec<usize> = match pattern {
+            0 => (0..257).collect(),
+            1 => (0..257).rev().collect(),
+            2 => (0..257).map(|k| (k * 101) % 257).collect(),
+            _ => (0..257)
+                .map(|k| if k % 2 == 0 { k / 2 } else { 256 - k / 2 })
+                .collect(),
+        };
+        for (done, &k) in order.iter().enumerate() {
+            assert_eq!(
+                tree.remove(handles[k]),
+                Some((interval(k as u64), k as u64))
+            );
+            checked(&tree);
+            assert_eq!(tree.len(), 256 - done);
+        }
+        assert!(tree.is_empty() && tree.span().is_none());
+    }
+}
+
+#[test]
+fn bulk_build_gives_input_order_handles() {
+    let items: Vec<(Interval, u64)> = [(50, 60), (10, 20), (30, 40), (10, 15), (0, 100)]
+        .into_iter()
+        .enumerate()
+        .map(|(k, (s, l))| (iv(s, l), k as u64))
+        .collect();
+    let mut tree = IntervalTree::bulk_build(items.clone());
+    checked(&tree);
+    assert_eq!(tree.len(), 5);
+    for (k, (i, v)) in items.iter().enumerate() {
+        assert_eq!(tree.get(Handle::from_bits(k as u64)), Some((*i, v)));
+    }
+    let starts: Vec<u64> = tree.iter().map(|(_, i, _)| i.start()).collect();
+    assert_eq!(starts, [0, 10, 10, 30, 50]);
+    assert_eq!(tree.span(), Some(iv(0, 100)));
+    assert_eq!(tree.count_overlap(iv(16, 29)), 2);
+    // The built tree takes further updates.
+    assert!(tree.remove(Handle::from_bits(4)).is_some());
+    tree.insert(iv(5, 5), 9);
+    checked(&tree);
+    assert_eq!(tree.span(), Some(iv(5, 60)));
+
+    let empty: IntervalTree<u64> = IntervalTree::bulk_build(Vec::new());
+    assert!(empty.is_empty());
+    checked(&empty);
+    let big = IntervalTree::bulk_build((0..1000u64).map(|k| (iv(k % 37, k % 37 + k), k)).collect());
+    checked(&big);
+}
+
+#[test]
+fn drain_values_empties_and_makes_handles_stale() {
+    let mut tree = IntervalTree::new();
+    let a = tree.insert(iv(0, 1), 1);
+    let d = tree.insert_detached(iv(2, 3), 2);
+    let gone = tree.insert(iv(4, 5), 3);
+    tree.remove(gone);
+    let c = tree.insert(iv(6, 7), 4);
+    let mut values = tree.drain_values();
+    values.sort_unstable();
+    assert_eq!(values, [1, 2, 4]);
+    assert!(tree.is_empty() && tree.span().is_none());
+    for h in [a, d, c, gone] {
+        assert!(!tree.contains(h));
+        assert_eq!(tree.remove(h), None);
+    }
+    checked(&tree);
+    let fresh = tree.insert(iv(0, 1), 5);
+    assert!(fresh != a && fresh != d && fresh != c && fresh != gone);
+    assert_eq!(tree.len(), 1);
+    checked(&tree);
+    assert!(tree.drain_values() == [5]);
+}
+
+#[test]
+fn debug_lists_attached_entries() {
+    let mut tree = IntervalTree::new();
+    tree.insert(iv(1, 2), "x");
+    tree.insert_detached(iv(3, 4), "hidden");
+    let text = format!("{tree:?}");
+    assert!(text.contains("\"x\"") && !text.contains("hidden"), "{text}");
+}
+
+#[test]
+fn check_invariants_catches_corruption() {
+    let build = || {
+        let mut tree = IntervalTree::new();
+        for k in 0..15u64 {
+            tree.insert(iv(k * 10, k * 10 + 5), k);
+        }
+        checked(&tree);
+        tree
+    };
+    let root = build().root;
+    assert_eq!(build().height, 1, "one inner node over one leaf");
+
+    let mut t = build();
+    t.inners[root as usize].lasts[0] += 1;
+    assert!(t.check_invariants().unwrap_err().contains("entry 0 says"));
+
+    let mut t = build();
+    t.span.1 += 1;
+    assert!(t.check_invariants().unwrap_err().contains("span"));
+
+    let mut t = build();
+    t.leaves[0].keys.swap(3, 4);
+    assert!(t.check_invariants().is_err(), "order");
+
+    let mut t = build();
+    t.leaves[0].parent = NIL;
+    assert!(t.check_invariants().unwrap_err().contains("parent"));
+
+    let mut t = build();
+    t.free_leaves.push(0);
+    assert!(t.check_invariants().unwrap_err().contains("in use"));
+
+    let mut t = build();
+    t.height = 2;
+    assert!(t.check_invariants().is_err(), "leaf depth");
+
+    let mut t = build();
+    t.len += 1;
+    assert!(t.check_invariants().unwrap_err().contains("len"));
+
+    let mut t = build();
+    let h = t.insert_detached(iv(0, 0), 99);
+    t.entry_mut(h.slot()).leaf = 0;
+    assert!(t.check_invariants().unwrap_err().contains("unreachable"));
+
+    let mut t = build();
+    let h = t.insert(iv(0, 0), 99);
+    t.entry_mut(h.slot()).leaf = NIL;
+    assert!(t.check_invariants().unwrap_err().contains("names leaf"));
+
+    let mut t = build();
+    t.insert_detached(iv(0, 0), 99);
+    t.detached.clear();
+    assert!(t.check_invariants().unwrap_err().contains("detached map"));
+
+    let mut t = build();
+    let h = t.insert(iv(0, 0), 99);
+    t.remove(h);
+    t.free_head = NIL;
+    assert!(t
+        .check_invariants()
+        .unwrap_err()
+        .contains("neither free nor retired"));
+}
+
+#[test]
+fn vectorised_and_portable_node_scans_agree() {
+    // `hits` takes the AVX2 path where the CPU has it; the portable one must answer the same.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut rand = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for len in [0, 1, 7, 16] {
+        let mut node: Node<16> = Node::empty(NIL);
+        for pos in 0..len {
+            let start = rand() % 64;
+            node.insert_at(pos, (start, start + rand() % 16), 0);
+        }
+        for _ in 0..200 {
+            let qs = rand() % 80;
+            let ql = qs + rand() % 8;
+            assert_eq!(node.hits(qs, ql), node.hits_portable(qs, ql));
+        }
+        assert_eq!(node.hits(0, u64::MAX), (1 << len) - 1);
+    }
+}

@@ -1,0 +1,450 @@
+//! Updates of the B+-tree: linking and unlinking intervals, splits, merges, redistributions,
+//! and the bulk build.
+//!
+//! Levels count from the leaves: level 0 is the leaf arena, level `k >= 1` the inner arena, the
+//! root at `height`. An entry of a level-`k` node is a slot (`k == 0`) or a node of level
+//! `k - 1`; whenever entries move to another node, that node *adopts* them (rewrites their
+//! slot's leaf or their node's parent), which is what keeps handles valid.
+
+use super::node::Node;
+use super::{corrupted, BPlusTree, Entry, Slot, MAX_DEPTH, NIL};
+use crate::interval::Interval;
+
+/// Run `$body` with `$arena` bound to the arena of `$level` (`&mut Vec<Node<_>>`).
+macro_rules! with_arena {
+    ($tree:expr, $level:expr, |$arena:ident| $body:expr) => {
+        if $level == 0 {
+            let $arena = &mut $tree.leaves;
+            $body
+        } else {
+            let $arena = &mut $tree.inners;
+            $body
+        }
+    };
+}
+
+/// Two distinct nodes of one arena, mutably.
+fn pair<const N: usize>(arena: &mut [Node<N>], a: u32, b: u32) -> (&mut Node<N>, &mut Node<N>) {
+    let (a, b) = (a as usize, b as usize);
+    debug_assert_ne!(a, b);
+    if a < b {
+        let (low, high) = arena.split_at_mut(b);
+        (&mut low[a], &mut high[0])
+    } else {
+        let (low, high) = arena.split_at_mut(a);
+        (&mut high[0], &mut low[b])
+    }
+}
+
+/// Put `node` in a free entry of `arena` (or a new one); its index.
+fn alloc<const N: usize>(arena: &mut Vec<Node<N>>, free: &mut Vec<u32>, node: Node<N>) -> u32 {
+    if let Some(i) = free.pop() {
+        arena[i as usize] = node;
+        return i;
+    }
+    let Some(i) = u32::try_from(arena.len()).ok().filter(|&i| i != NIL) else {
+        panic!("IntervalTree: more than u32::MAX - 1 nodes");
+    };
+    arena.push(node);
+    i
+}
+
+impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
+    /// Smallest entry count of a node off the leftmost and rightmost paths (checked by
+    /// `check_invariants`); a node falling below it merges with or borrows from a sibling.
+    /// Leaves may fall to a quarter (fewer merges under churn); inner nodes keep half, which
+    /// bounds the height by [`MAX_DEPTH`].
+    pub(super) const fn min_len(level: usize) -> usize {
+        if level == 0 {
+            L / 4
+        } else {
+            F / 2
+        }
+    }
+
+    pub(super) const fn capacity(level: usize) -> usize {
+        if level == 0 {
+            L
+        } else {
+            F
+        }
+    }
+
+    pub(super) fn node_len(&self, level: usize, node: u32) -> usize {
+        if level == 0 {
+            self.leaves[node as usize].len()
+        } else {
+            self.inners[node as usize].len()
+        }
+    }
+
+    pub(super) fn parent(&self, level: usize, node: u32) -> u32 {
+        if level == 0 {
+            self.leaves[node as usize].parent
+        } else {
+            self.inners[node as usize].parent
+        }
+    }
+
+    pub(super) fn summary(&self, level: usize, node: u32) -> (u64, u64) {
+        if level == 0 {
+            self.leaves[node as usize].summary()
+        } else {
+            self.inners[node as usize].summary()
+        }
+    }
+
+    /// The smallest start under `node` (of `level`, non-empty).
+    fn first_key(&self, level: usize, node: u32) -> u64 {
+        if level == 0 {
+            self.leaves[node as usize].keys[0]
+        } else {
+            self.inners[node as usize].keys[0]
+        }
+    }
+
+    /// Make `node` (of `level`) the owner of all its entries.
+    fn adopt(&mut self, level: usize, node: u32) {
+        if level == 0 {
+            let leaf = &self.leaves[node as usize];
+            for &slot in &leaf.ids[..leaf.len()] {
+                match &mut self.slots[slot as usize] {
+                    Slot::Occupied(e) => e.leaf = node,
+                    Slot::Vacant { .. } => corrupted(slot),
+                }
+            }
+        } else {
+            let len = self.inners[node as usize].len();
+            for i in 0..len {
+                let child = self.inners[node as usize].ids[i];
+                if level == 1 {
+                    self.leaves[child as usize].parent = node;
+                } else {
+                    self.inners[child as usize].parent = node;
+                }
+            }
+        }
+    }
+
+    /// Free the (emptied) `node` of `level`.
+    fn release(&mut self, level: usize, node: u32) {
+        if level == 0 {
+            self.free_leaves.push(node);
+        } else {
+            self.free_inners.push(node);
+        }
+    }
+
+    /// Where `node` (of `level`) sits in its parent.
+    fn position_in_parent(&self, level: usize, node: u32) -> (u32, usize) {
+        let parent = self.parent(level, node);
+        let pos = self.inners[parent as usize]
+            .position(node)
+            .unwrap_or_else(|| corrupted(node));
+        (parent, pos)
+    }
+
+    /// Whether `node` is on the leftmost and on the rightmost root-to-leaf path.
+    fn spines(&self, mut level: usize, mut node: u32) -> (bool, bool) {
+        let (mut left, mut right) = (true, true);
+        while level < self.height {
+            let (parent, pos) = self.position_in_parent(level, node);
+            left &= pos == 0;
+            right &= pos + 1 == self.inners[parent as usize].len();
+            (level, node) = (level + 1, parent);
+        }
+        (left, right)
+    }
+
+    /// Link the detached `slot` with interval `iv` into the tree.
+    pub(super) fn link(&mut self, slot: u32, iv: Interval) {
+        let (start, last) = (iv.start(), iv.last());
+        if self.root == NIL {
+            let leaf = alloc(&mut self.leaves, &mut self.free_leaves, Node::empty(NIL));
+            let root = alloc(&mut self.inners, &mut self.free_inners, Node::empty(NIL));
+            self.leaves[leaf as usize].parent = root;
+            self.inners[root as usize].insert_at(0, (start, last), leaf);
+            (self.root, self.height, self.span) = (root, 1, (start, last));
+        }
+        let mut node = self.root;
+        for _ in 0..self.height {
+            let n = &self.inners[node as usize];
+            node = n.ids[n.upper_bound(start).saturating_sub(1)];
+        }
+        let pos = self.leaves[node as usize].upper_bound(start);
+        self.entry_mut(slot).leaf = node;
+        self.len += 1;
+        if self.leaves[node as usize].is_full() {
+            let (node, pos) = self.split_for_insert(0, node, pos);
+            self.leaves[node as usize].insert_at(pos, (start, last), slot);
+            self.entry_mut(slot).leaf = node;
+            self.settle(0, node, None);
+        } else {
+            self.leaves[node as usize].insert_at(pos, (start, last), slot);
+            self.widen(node, start, last);
+        }
+    }
+
+    /// After `[start, last]` went into `leaf` (no split), widen the entries above it: each
+    /// one's smallest start is its node's first key, its largest last grows to `last`. Stops
+    /// at the first entry that comes out unchanged, as [`settle`](Self::settle) does, without
+    /// rescanning any node.
+    fn widen(&mut self, leaf: u32, start: u64, last: u64) {
+        let (mut node, mut first) = (leaf, self.leaves[leaf as usize].keys[0]);
+        for level in 0..self.height {
+            let parent = self.parent(level, node);
+            let p = &mut self.inners[parent as usize];
+            let pos = p.position(node).unwrap_or_else(|| corrupted(node));
+            let widened = (first, p.lasts[pos].max(last));
+            if (p.keys[pos], p.lasts[pos]) == widened {
+                return;
+            }
+            (p.keys[pos], p.lasts[pos]) = widened;
+            (node, first) = (parent, p.keys[0]);
+        }
+        self.span = (self.span.0.min(start), self.span.1.max(last));
+    }
+
+    /// Unlink the attached `slot` and return its interval; the slot is left detached.
+    pub(super) fn unlink(&mut self, slot: u32) -> Interval {
+        let leaf = self.entry(slot).leaf;
+        let node = &mut self.leaves[leaf as usize];
+        let pos = node.position(slot).unwrap_or_else(|| corrupted(slot));
+        let (start, last) = node.remove_at(pos);
+        self.entry_mut(slot).leaf = NIL;
+        self.len -= 1;
+        if self.len == 0 {
+            self.clear_index();
+        } else {
+            self.settle(0, leaf, Some(last));
+        }
+        Interval::new(start, last).unwrap_or_else(|_| corrupted(slot))
+    }
+
+    /// Forget every node (nothing is attached any more); the arenas keep their capacity.
+    pub(super) fn clear_index(&mut self) {
+        self.leaves.clear();
+        self.inners.clear();
+        self.free_leaves.clear();
+        self.free_inners.clear();
+        (self.root, self.height, self.len, self.span) = (NIL, 0, 0, (u64::MAX, 0));
+    }
+
+    /// Split the full `node` of `level` to make room for an entry at `pos`, and return where
+    /// that entry goes: `(node or its new right sibling, position)`.
+    ///
+    /// The split is even, except at the ends of the whole tree: an entry going after every
+    /// other one (before every other one) leaves the full node whole and starts a new node to
+    /// its right (moves all of it to a new right node), so sorted inserts fill nodes completely.
+    fn split_for_insert(&mut self, level: usize, node: u32, pos: usize) -> (u32, usize) {
+        let cap = Self::capacity(level);
+        let (left_end, right_end) = self.spines(level, node);
+        let at = match (left_end && pos == 0, right_end && pos == cap) {
+            (_, true) => cap,
+            (true, _) => 0,
+            _ => cap / 2,
+        };
+        let right = with_arena!(self, level, |arena| {
+            let right = arena[node as usize].split_off(at);
+            alloc(
+                arena,
+                level_free(&mut self.free_leaves, &mut self.free_inners, level),
+                right,
+            )
+        });
+        self.adopt(level, right);
+        self.link_sibling(level, node, right);
+        if pos < at || (pos == at && at < cap) {
+            (node, pos)
+        } else {
+            (right, pos - at)
+        }
+    }
+
+    /// Enter `right`, just split off `left` (both of `level`), in the parent after `left`,
+    /// splitting the parent when full and growing a new root above a split root.
+    fn link_sibling(&mut self, level: usize, left: u32, right: u32) {
+        let parent = self.parent(level, left);
+        if parent == NIL {
+            if self.height + 1 > MAX_DEPTH {
+                corrupted(left);
+            }
+            let mut root = Node::empty(NIL);
+            root.insert_at(0, self.summary(level, left), left);
+            root.insert_at(1, self.summary(level, right), right);
+            self.root = alloc(&mut self.inners, &mut self.free_inners, root);
+            self.height += 1;
+            self.adopt(level + 1, self.root);
+            return;
+        }
+        let pos = self.inners[parent as usize]
+            .position(left)
+            .unwrap_or_else(|| corrupted(left));
+        let left_summary = self.summary(level, left);
+        self.inners[parent as usize].set(pos, left_summary, left);
+        if self.inners[parent as usize].is_full() {
+            let (parent, pos) = self.split_for_insert(level + 1, parent, pos + 1);
+            self.enter_child(level, parent, pos, right);
+            // `parent` may be the new, empty sibling of a split, entered above with no
+            // summary: bring its ancestors up to date.
+            self.settle(level + 1, parent, None);
+        } else {
+            self.enter_child(level, parent, pos + 1, right);
+        }
+    }
+
+    /// Insert `child` (of `level`) at `pos` in the inner node `parent`.
+    fn enter_child(&mut self, level: usize, parent: u32, pos: usize, child: u32) {
+        let summary = self.summary(level, child);
+        self.inners[parent as usize].insert_at(pos, summary, child);
+        with_arena!(self, level, |arena| arena[child as usize].parent = parent);
+    }
+
+    /// After `node` of `level` changed, bring its ancestors up to date: each one's entry for
+    /// the changed child, and the span at the root. With `rebalance` (after a removal) a node
+    /// below [`min_len`](Self::min_len) first merges with or borrows from a sibling, an empty
+    /// node leaves its parent, and a root with one inner child gives way to it. It stops at the
+    /// first ancestor whose entry comes out unchanged: entries off the path are up to date.
+    ///
+    /// `removed` is the last of the interval just removed (rebalancing on), or `None` after an
+    /// insert (rebalancing off). Every subtree on the path lost exactly that interval (merges
+    /// and redistributions move entries between siblings only), so a node whose entry's
+    /// largest last exceeds it keeps that largest last without a rescan.
+    fn settle(&mut self, mut level: usize, mut node: u32, removed: Option<u64>) {
+        let rebalance = removed.is_some();
+        while level < self.height {
+            let (parent, pos) = self.position_in_parent(level, node);
+            let siblings = self.inners[parent as usize].len();
+            let len = self.node_len(level, node);
+            if rebalance && len < Self::min_len(level) && siblings > 1 {
+                let left_pos = if pos + 1 < siblings { pos } else { pos - 1 };
+                self.rebalance_pair(level, parent, left_pos);
+            } else if len == 0 {
+                self.inners[parent as usize].remove_at(pos);
+                self.release(level, node);
+            } else {
+                let stored = self.inners[parent as usize].lasts[pos];
+                let summary = match removed {
+                    Some(last) if last < stored => (self.first_key(level, node), stored),
+                    _ => self.summary(level, node),
+                };
+                let p = &mut self.inners[parent as usize];
+                if (p.keys[pos], p.lasts[pos]) == summary {
+                    // Nothing above can change: every entry off this path is up to date.
+                    return;
+                }
+                p.set(pos, summary, node);
+            }
+            (level, node) = (level + 1, parent);
+        }
+        while self.height > 1 && self.inners[self.root as usize].len() == 1 {
+            let child = self.inners[self.root as usize].ids[0];
+            self.release(self.height, self.root);
+            self.inners[child as usize].parent = NIL;
+            (self.root, self.height) = (child, self.height - 1);
+        }
+        self.span = self.inners[self.root as usize].summary();
+    }
+
+    /// Merge the children at `left_pos` and `left_pos + 1` of `parent` (of `level`) when they
+    /// fit in one node, else even them out; update their entries in `parent`.
+    fn rebalance_pair(&mut self, level: usize, parent: u32, left_pos: usize) {
+        let p = &self.inners[parent as usize];
+        let (left, right) = (p.ids[left_pos], p.ids[left_pos + 1]);
+        let merged = with_arena!(self, level, |arena| {
+            let (l, r) = pair(arena, left, right);
+            if l.len() + r.len() <= Self::capacity(level) {
+                l.append(r);
+                true
+            } else {
+                l.even_out(r);
+                false
+            }
+        });
+        self.adopt(level, left);
+        let left_summary = self.summary(level, left);
+        self.inners[parent as usize].set(left_pos, left_summary, left);
+        if merged {
+            self.inners[parent as usize].remove_at(left_pos + 1);
+            self.release(level, right);
+        } else {
+            self.adopt(level, right);
+            let right_summary = self.summary(level, right);
+            self.inners[parent as usize].set(left_pos + 1, right_summary, right);
+        }
+    }
+
+    /// A tree holding `items`, all attached, with full nodes: one sort by start, then one pass
+    /// per level. The handle of item `i` is `Handle::from_bits(i as u64)`: slot `i`,
+    /// generation 0, in input order.
+    ///
+    /// # Panics
+    /// When `items` has `u32::MAX` entries or more.
+    pub fn bulk_build(items: Vec<(Interval, V)>) -> Self {
+        let Some(n) = u32::try_from(items.len()).ok().filter(|&n| n != NIL) else {
+            panic!("IntervalTree: more than u32::MAX - 1 slots");
+        };
+        let mut order: Vec<(u64, u64, u32)> = items
+            .iter()
+            .zip(0..n)
+            .map(|((iv, _), i)| (iv.start(), iv.last(), i))
+            .collect();
+        order.sort_unstable_by_key(|&(start, _, i)| (start, i));
+        let mut tree = Self::with_capacity(order.len());
+        tree.slots.extend(items.into_iter().map(|(_, value)| {
+            Slot::Occupied(Entry {
+                generation: 0,
+                leaf: NIL,
+                value,
+            })
+        }));
+        tree.len = order.len();
+        if order.is_empty() {
+            return tree;
+        }
+        // Level 0: the leaves, in order.
+        let mut level_nodes: Vec<u32> = Vec::with_capacity(order.len().div_ceil(L));
+        for chunk in order.chunks(L) {
+            let mut leaf = Node::empty(NIL);
+            for (pos, &(start, last, slot)) in chunk.iter().enumerate() {
+                leaf.insert_at(pos, (start, last), slot);
+            }
+            let id = alloc(&mut tree.leaves, &mut tree.free_leaves, leaf);
+            tree.adopt(0, id);
+            level_nodes.push(id);
+        }
+        // Inner levels until one node is left, always at least one above the leaves.
+        let mut level = 0;
+        while level == 0 || level_nodes.len() > 1 {
+            let mut above = Vec::with_capacity(level_nodes.len().div_ceil(F));
+            for chunk in level_nodes.chunks(F) {
+                let mut inner = Node::empty(NIL);
+                for (pos, &child) in chunk.iter().enumerate() {
+                    inner.insert_at(pos, tree.summary(level, child), child);
+                }
+                let id = alloc(&mut tree.inners, &mut tree.free_inners, inner);
+                tree.adopt(level + 1, id);
+                above.push(id);
+            }
+            level_nodes = above;
+            level += 1;
+        }
+        (tree.root, tree.height) = (level_nodes[0], level);
+        tree.span = tree.inners[tree.root as usize].summary();
+        debug_assert!(tree.check_invariants().is_ok());
+        tree
+    }
+}
+
+/// The free list of `level`'s arena.
+fn level_free<'a>(
+    leaves: &'a mut Vec<u32>,
+    inners: &'a mut Vec<u32>,
+    level: usize,
+) -> &'a mut Vec<u32> {
+    if level == 0 {
+        leaves
+    } else {
+        inners
+    }
+}
