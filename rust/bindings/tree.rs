@@ -76,16 +76,32 @@ impl IntervalTreeCore {
     }
 
     /// Copy the entries `walk` yields (interval and value slot) with new references to their
-    /// values; the locks are released when this returns (see the module docs).
+    /// values; the locks are released when this returns (see the module docs). In a large
+    /// tree the walk runs with the GIL released, and the read lock is kept until the values
+    /// are copied, so that no writer changes the tree in between.
     fn copy_entries(
         &self,
         py: Python<'_>,
-        walk: impl FnOnce(&IntervalTree<u32>, &mut Vec<(Interval, u32)>),
+        walk: impl FnOnce(&IntervalTree<u32>, &mut Vec<(Interval, u32)>) + Send,
     ) -> Vec<Entry> {
         let mut found = Vec::new();
-        walk(&self.read(py), &mut found);
+        let tree = self.read(py);
+        let tree = if tree.len() < DETACHED_WALK {
+            walk(&tree, &mut found);
+            tree
+        } else {
+            drop(tree);
+            let SameThread((tree, walked)) = py.detach(|| {
+                let tree = self.tree.read().unwrap_or_else(PoisonError::into_inner);
+                let mut walked = Vec::new();
+                walk(&tree, &mut walked);
+                SameThread((tree, walked))
+            });
+            found = walked;
+            tree
+        };
         let values = self.values.lock(py);
-        found
+        let entries = found
             .into_iter()
             .map(|(iv, slot)| {
                 let value = values
@@ -93,7 +109,9 @@ impl IntervalTreeCore {
                     .map_or_else(|| py.None(), |v| v.clone_ref(py));
                 (iv.start(), iv.last(), value)
             })
-            .collect()
+            .collect();
+        drop((values, tree));
+        entries
     }
 
     /// The `(start, last, value)` tuples of `q`'s overlaps, ascending start.
@@ -113,10 +131,28 @@ impl IntervalTreeCore {
     }
 }
 
-/// Build the list of `(start, last, value)` tuples; no lock is held.
+/// Entries built between two GIL releases (a few milliseconds of work).
+const BUILD_SLICE: usize = 1 << 14;
+
+/// Trees from this size up are walked with the GIL released by the Python-object queries.
+const DETACHED_WALK: usize = 1 << 16;
+
+/// A value that stays on this thread although it crosses [`Python::detach`], which runs its
+/// closure on the calling thread.
+struct SameThread<T>(T);
+
+// SAFETY: `detach` runs the closure on the calling thread and returns its value there, so a
+// lock guard wrapped in `SameThread` is created, used and released on one thread.
+unsafe impl<T> Send for SameThread<T> {}
+
+/// Build the list of `(start, last, value)` tuples; no lock is held. A long answer lets other
+/// threads run every [`BUILD_SLICE`] entries, so that it stalls none of them for long.
 fn entries_list(py: Python<'_>, entries: Vec<Entry>) -> PyResult<Bound<'_, PyList>> {
     let list = PyList::empty(py);
-    for (start, last, value) in entries {
+    for (i, (start, last, value)) in entries.into_iter().enumerate() {
+        if i % BUILD_SLICE == BUILD_SLICE - 1 {
+            py.detach(|| ());
+        }
         list.append(PyTuple::new(
             py,
             [

@@ -161,7 +161,7 @@ def _writer_behind_overlap_many(write):
     starts = array("Q", range(0, n * 16, 16))
     lasts = array("Q", (s + 15 for s in starts))
     tree = IntervalTree.from_arrays(starts, lasts)
-    q_starts = array("Q", range(0, n * 16, 16)) * 8
+    q_starts = array("Q", range(0, n * 16, 16)) * 4
     q_lasts = q_starts
 
     def work():
