@@ -54,6 +54,9 @@ struct SubRefs {
     obj: Py<IntervalNotifier>,
     /// `None` for a native subscription.
     ops: Option<Py<PyAny>>,
+    /// `ops` had a callable `invalidate` at insert: call `ops.invalidate`, looked up at each
+    /// call; else call `ops` itself.
+    by_method: bool,
     tag: Py<PyAny>,
 }
 
@@ -83,8 +86,9 @@ impl Hit {
 
 /// One hit of a start to handle, in tree order, after unlocking.
 enum Call {
-    /// `ops.invalidate(obj, range, cur_seq)` (or `ops(...)`), looked up at the call.
-    Python(Py<IntervalNotifier>, Py<PyAny>),
+    /// `ops.invalidate(obj, range, cur_seq)` (looked up at the call) when the flag is set,
+    /// else `ops(obj, range, cur_seq)`.
+    Python(Py<IntervalNotifier>, Py<PyAny>, bool),
     Native(SubKey),
 }
 
@@ -161,6 +165,7 @@ impl MMCore {
                     Some(Call::Python(
                         r.obj.clone_ref(py),
                         r.ops.as_ref()?.clone_ref(py),
+                        r.by_method,
                     ))
                 }
             })
@@ -228,8 +233,8 @@ impl MMCore {
         let blockable = range.get().blockable;
         let Ok(cur_seq_obj) = cur_seq.into_pyobject(py);
         for call in calls {
-            let (obj, callback) = match call {
-                Call::Python(obj, callback) => (obj, callback),
+            let (obj, ops, by_method) = match call {
+                Call::Python(obj, ops, by_method) => (obj, ops, by_method),
                 Call::Native(key) => {
                     let done = self.lock(py).invalidate_native(key, cur_seq);
                     debug_assert!(done, "a hit of an active start is still subscribed");
@@ -237,8 +242,13 @@ impl MMCore {
                 }
             };
             // Looked up at each call (API.md "Ops"): a replaced `invalidate` is the one called.
-            let result = resolve_callback(callback.bind(py))
-                .and_then(|f| f.bind(py).call1((obj.bind(py), range, &cur_seq_obj)));
+            let args = (obj.bind(py), range, &cur_seq_obj);
+            let ops = ops.bind(py);
+            let result = if by_method {
+                ops.call_method1(intern!(py, "invalidate"), args)
+            } else {
+                ops.call1(args)
+            };
             match errors.keep(result.and_then(|v| v.is_truthy())) {
                 Some(false) if blockable => {
                     let sub = obj
@@ -440,9 +450,7 @@ impl MMCore {
         let py = slf.py();
         // D3: every argument is checked before anything changes.
         let interval = Interval::from_start_length(start.0, length.0)?;
-        if let Some(ops) = &ops {
-            resolve_callback(ops)?; // checked here, looked up again at each call
-        }
+        let by_method = ops.as_ref().map(by_method).transpose()?.unwrap_or(false);
         let tag = tag.unwrap_or_else(|| py.None());
         let ops = ops.map(Bound::unbind);
         let native = ops.is_none();
@@ -459,6 +467,7 @@ impl MMCore {
         let refs = SubRefs {
             obj: obj.clone_ref(py),
             ops,
+            by_method,
             tag,
         };
         let slot = this.refs.lock(py).insert(refs);
@@ -747,18 +756,20 @@ fn batch_range(py: Python<'_>, q: Interval, event: u8) -> PyResult<Bound<'_, Ran
     Ok(range.into_bound(py))
 }
 
-/// What gets called for `ops` (API.md "Ops"): its callable `invalidate` attribute, else `ops`
-/// itself if callable; anything else is `TypeError`.
-fn resolve_callback(ops: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+/// How `ops` is called (API.md "Ops"), decided at insert: true when it has a callable
+/// `invalidate` (then `ops.invalidate` is looked up at each call, so a replaced method is the
+/// one called), false when `ops` itself is callable (called directly, with no lookup: a failed
+/// attribute lookup per call would cost an exception each time); anything else is `TypeError`.
+fn by_method(ops: &Bound<'_, PyAny>) -> PyResult<bool> {
     let py = ops.py();
     match ops.getattr(intern!(py, "invalidate")) {
-        Ok(m) if m.is_callable() => return Ok(m.unbind()),
+        Ok(m) if m.is_callable() => return Ok(true),
         Ok(_) => {}
         Err(err) if err.is_instance_of::<pyo3::exceptions::PyAttributeError>(py) => {}
         Err(err) => return Err(err),
     }
     if ops.is_callable() {
-        return Ok(ops.clone().unbind());
+        return Ok(false);
     }
     Err(pyo3::exceptions::PyTypeError::new_err(format!(
         "ops must have a callable invalidate(sub, range, cur_seq) or be callable, not {}",

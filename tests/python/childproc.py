@@ -59,12 +59,12 @@ def run_cases(module: str, names: list[str], per_case: float = 10.0) -> dict[str
                 line = lines.get(timeout=per_case)
             except queue.Empty:
                 proc.kill()
-                results[current or todo[0]] = "HANG (killed after %.0f s)\n%s" % (per_case, "".join(noise[-60:]))
+                results[current or todo[0]] = f"HANG (killed after {per_case:.0f} s)\n" + "".join(noise[-60:])
                 break
             if line is None:
                 rc = proc.wait()
                 if current is not None:
-                    results[current] = "child died (rc %s)\n%s" % (rc, "".join(noise[-60:]))
+                    results[current] = f"child died (rc {rc})\n" + "".join(noise[-60:])
                 break
             word, _, rest = line.rstrip("\n").partition(" ")
             if word == "START":

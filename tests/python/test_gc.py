@@ -363,3 +363,33 @@ def test_subscriptions_and_mms_keep_memory_flat(capsys):
         )
     assert end_py - base_py < PY_SLACK
     assert end_rss - base_rss < RSS_SLACK
+
+
+def test_traversal_reports_the_same_references_while_a_batch_holds_the_lock():
+    """Issue 10, item 6, asserted directly: what the collector's traversal of an MM reports
+    (gc.get_referents) is the same while a native batch on another thread holds its lock (GIL
+    released) as when it is idle."""
+    from array import array
+
+    mm = MM()
+    subs = [mm.insert_interval_notifier(i * 0x1000, 0x1000, tag=("tag", i)) for i in range(1000)]
+    subs.append(mm.insert_interval_notifier(0x1000_0000, 0x1000, CycleOps(mm), tag="ops"))
+    idle = sorted(map(id, gc.get_referents(mm)))
+    assert len(idle) >= 2 * len(subs)
+    starts = array("Q", (i % 1000 * 0x1000 for i in range(300_000)))
+    ends = array("Q", (s + 0x10 for s in starts))
+    done = threading.Event()
+
+    def batch():
+        for _ in range(3):
+            mm.invalidate_many(starts, ends)
+        done.set()
+
+    t = threading.Thread(target=batch, daemon=True)
+    t.start()
+    seen = 0
+    while not done.is_set():
+        assert sorted(map(id, gc.get_referents(mm))) == idle
+        seen += 1
+    t.join(30)
+    assert seen > 0 and len(mm.drain_invalidated()) == 1000

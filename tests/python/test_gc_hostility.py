@@ -15,9 +15,8 @@ import weakref
 
 import pytest
 
-from mmn_fast import MM, Event, IntervalTree, Notifier, Range, synchronize
-
 from childproc import Cases
+from mmn_fast import MM, Event, IntervalTree, Notifier, Range, synchronize
 
 
 class _Garbage:
@@ -320,7 +319,7 @@ def case_range_methods_two_threads():
 def _tree_methods(threaded):
     from array import array
 
-    tree, other_mm, mm = IntervalTree(), MM(), MM()
+    tree, other_mm = IntervalTree(), MM()
     mine = []
 
     def reentry():

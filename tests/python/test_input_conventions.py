@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from mmn_fast import MM, Event, Range
+from mmn_fast import Event, Range
 
 from conftest import Ops
 

@@ -9,9 +9,9 @@ import threading
 
 import pytest
 
+from childproc import Cases
 from mmn_fast import MM
 
-from childproc import Cases
 from conftest import Ops
 
 

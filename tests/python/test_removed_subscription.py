@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from mmn_fast import MM, Range
+from mmn_fast import Range
 
 from conftest import Bg, Ops, wait_until
 

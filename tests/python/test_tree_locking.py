@@ -12,9 +12,8 @@ import time
 
 import pytest
 
-from mmn_fast import IntervalTree
-
 from childproc import Cases
+from mmn_fast import IntervalTree
 
 N = 2000
 
