@@ -208,6 +208,12 @@ def _mm_methods(threaded):
             s = mm.insert_interval_notifier(0x100000, 0x1000, dev)
             s.remove()
             _check_mm(mm)
+            doomed = MM()
+            d = Dev()
+            doomed.insert_interval_notifier(0, 0x1000, d)
+            doomed.register(Classic())
+            doomed.release()
+            assert d.calls == 1 and doomed._released
 
     if threaded:
         def work():
