@@ -50,9 +50,16 @@ def big_tree():
     return IntervalTree.from_arrays(starts, lasts), starts, lasts
 
 
-def check(work):
-    gap = max_gap(work)
-    assert gap < MAX_STALL, f"the ticker stalled {gap * 1000:.0f} ms"
+def check(work, attempts=3):
+    """``work`` stalls the ticker less than MAX_STALL, in the best of ``attempts`` runs: a stall
+    the bindings cause shows in every run, while the scheduler of a loaded machine can delay
+    one run's ticker on its own."""
+    gaps = []
+    for _ in range(attempts):
+        gaps.append(max_gap(work))
+        if gaps[-1] < MAX_STALL:
+            return
+    raise AssertionError(f"the ticker stalled {min(gaps) * 1000:.0f} ms at best ({attempts} runs)")
 
 
 def test_from_arrays(big_tree):
@@ -72,6 +79,7 @@ def test_overlap_and_iteration_of_the_whole_tree(big_tree, query):
     out = []
     check(lambda: out.append(tree.overlap(0, N * 16) if query == "overlap" else list(tree)))
     assert len(out[0]) == N
+    out.clear()
 
 
 def test_writer_behind_overlap_many(big_tree):

@@ -154,14 +154,14 @@ def _writer_behind_overlap_many(write):
     second: the ticker must keep ticking (the writer waits with the GIL released)."""
     from array import array
 
-    # Many small queries: the read lock is held for a while, the answer stays small (building
-    # it is not what this measures).
+    # Many queries that fall between the intervals: the read lock is held for a while and the
+    # answer is empty (converting a large answer is not what this measures).
     n = 200_000
     starts = array("Q", range(0, n * 16, 16))
-    lasts = array("Q", (s + 15 for s in starts))
+    lasts = array("Q", (s + 7 for s in starts))
     tree = IntervalTree.from_arrays(starts, lasts)
-    q_starts = array("Q", range(0, n * 16, 16)) * 4
-    q_lasts = q_starts
+    q_starts = array("Q", (s + 8 for s in starts)) * 4
+    q_lasts = array("Q", (s + 15 for s in q_starts))
 
     def work():
         reader = threading.Thread(target=lambda: tree.overlap_many(q_starts, q_lasts), daemon=True)
@@ -170,7 +170,8 @@ def _writer_behind_overlap_many(write):
         write(tree)
         reader.join(30)
 
-    gap = _ticker_max_gap(work)
+    # Best of three: a stall caused by a wait with the GIL held shows in every run.
+    gap = min(_ticker_max_gap(work) for _ in range(3))
     assert gap < 0.05, f"the ticker stalled {gap * 1000:.0f} ms"
 
 
@@ -179,7 +180,7 @@ def case_insert_behind_overlap_many_keeps_gil_free():
 
 
 def case_remove_behind_overlap_many_keeps_gil_free():
-    _writer_behind_overlap_many(lambda t: t.remove(0))
+    _writer_behind_overlap_many(lambda t: t.remove(t.insert(1, 2)))
 
 
 def case_load_behind_overlap_many_keeps_gil_free():
