@@ -199,7 +199,7 @@ def case_overlap_behind_writer_keeps_gil_free():
     _writer_behind_overlap_many(both)
 
 
-CASES = Cases(__name__, per_case=20.0)
+CASES = Cases(__name__, per_case=15.0)
 
 
 @pytest.mark.parametrize("name", sorted(n for n in list(globals()) if n.startswith("case_")))
