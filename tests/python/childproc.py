@@ -15,6 +15,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -41,9 +42,12 @@ def _lines(stream, out: queue.Queue) -> None:
     out.put(None)
 
 
-def run_cases(module: str, names: list[str], per_case: float = 10.0) -> dict[str, str]:
-    """``{name: "PASS" | failure text}`` for each case of ``module`` (a module in this folder)."""
-    results: dict[str, str] = {}
+def run_cases(module: str, names: list[str], per_case: float = 10.0,
+              results: dict[str, str] | None = None) -> dict[str, str]:
+    """``{name: "PASS" | failure text}`` for each case of ``module`` (a module in this folder),
+    filled into ``results`` as the cases finish. A case's deadline runs from its start,
+    whatever it prints."""
+    results = {} if results is None else results
     todo = list(names)
     while todo:
         proc = subprocess.Popen(
@@ -54,9 +58,10 @@ def run_cases(module: str, names: list[str], per_case: float = 10.0) -> dict[str
         reader = threading.Thread(target=_lines, args=(proc.stdout, lines), daemon=True)
         reader.start()
         current, noise = None, []
+        deadline = time.monotonic() + per_case
         while True:
             try:
-                line = lines.get(timeout=per_case)
+                line = lines.get(timeout=max(deadline - time.monotonic(), 0.0))
             except queue.Empty:
                 proc.kill()
                 results[current or todo[0]] = f"HANG (killed after {per_case:.0f} s)\n" + "".join(noise[-60:])
@@ -69,6 +74,7 @@ def run_cases(module: str, names: list[str], per_case: float = 10.0) -> dict[str
             word, _, rest = line.rstrip("\n").partition(" ")
             if word == "START":
                 current, noise = rest, []
+                deadline = time.monotonic() + per_case
             elif word == "PASS":
                 results[rest], current = "PASS", None
             elif word == "FAIL":
@@ -95,8 +101,11 @@ class Cases:
 
     def check(self, name: str) -> None:
         if self.results is None:
+            # Set first: if the run is interrupted (a test timeout), later checks report "not
+            # run" instead of running everything again.
+            self.results = {}
             mod = sys.modules[self.module] if self.module in sys.modules else None
             names = sorted(n for n in dir(mod) if n.startswith("case_")) if mod else [name]
-            self.results = run_cases(self.module, names, self.per_case)
+            run_cases(self.module, names, self.per_case, self.results)
         result = self.results.get(name, "not run")
         assert result == "PASS", f"{name}: {result}"

@@ -367,7 +367,8 @@ def _tree_methods(threaded):
             assert list(built) == [(0, 5, "a"), (10, 20, "b")]
             idx, hs = built.overlap_many([4], [12])
             assert list(idx) == [0, 0] and sorted(hs) == [0, 1]
-            assert len(tree) == 100 + len(mine) and "IntervalTree" in repr(tree)
+            # Hooks and the second thread add intervals of their own (values not tagged "v").
+            assert sum(v[0] == "v" for _, _, v in tree) == 100 and "IntervalTree" in repr(tree)
 
     if threaded:
         def work():
