@@ -46,7 +46,7 @@ def max_gap(work):
 @pytest.fixture(scope="module")
 def big_tree():
     starts = array("Q", range(0, N * 16, 16))
-    lasts = array("Q", (s + 15 for s in starts))
+    lasts = array("Q", (s + 7 for s in starts))  # gaps [s + 8, s + 15] between the intervals
     return IntervalTree.from_arrays(starts, lasts), starts, lasts
 
 
@@ -84,10 +84,14 @@ def test_overlap_and_iteration_of_the_whole_tree(big_tree, query):
 
 def test_writer_behind_overlap_many(big_tree):
     tree, starts, _ = big_tree
+    # Queries in the gaps: a long GIL-free walk with an empty answer.
+    q_starts = array("Q", (s + 8 for s in starts))
+    q_lasts = array("Q", (s + 15 for s in starts))
+    assert len(tree.overlap_many(q_starts[:10], q_lasts[:10])[0]) == 0
 
     def work():
-        reader = Bg(tree.overlap_many, starts[: N // 4], starts[: N // 4])
-        time.sleep(0.01)
+        reader = Bg(tree.overlap_many, q_starts, q_lasts)
+        time.sleep(0.05)
         tree.remove(tree.insert(1, 2))
         reader.join(30)
 

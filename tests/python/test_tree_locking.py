@@ -160,13 +160,13 @@ def _writer_behind_overlap_many(write):
     starts = array("Q", range(0, n * 16, 16))
     lasts = array("Q", (s + 7 for s in starts))
     tree = IntervalTree.from_arrays(starts, lasts)
-    q_starts = array("Q", (s + 8 for s in starts)) * 4
+    q_starts = array("Q", (s + 8 for s in starts)) * 8
     q_lasts = array("Q", (s + 15 for s in q_starts))
 
     def work():
         reader = threading.Thread(target=lambda: tree.overlap_many(q_starts, q_lasts), daemon=True)
         reader.start()
-        time.sleep(0.02)
+        time.sleep(0.05)  # the reader is inside its GIL-free walk (it lasts about 0.3 s)
         write(tree)
         reader.join(30)
 
