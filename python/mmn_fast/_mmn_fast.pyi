@@ -15,7 +15,8 @@ SUB_NODE_BYTES: int
 @final
 class Range:
     """The kernel's ``mmu_notifier_range``: a half-open ``[start, end)`` with its event and flags.
-    Immutable; ``start >= end`` is ``ValueError``."""
+    Immutable; ``start >= end`` is ``ValueError``; ``blockable`` is ``bool(blockable)`` (None is
+    False), omitted it is True."""
 
     def __new__(
         cls,
@@ -23,12 +24,12 @@ class Range:
         end: int,
         event: Event | int = ...,
         *,
-        blockable: object = None,
+        blockable: object = ...,
         vma: Any = None,
         owner: Any = None,
     ) -> Range: ...
     @staticmethod
-    def migrate(start: int, end: int, owner: Any, *, blockable: object = None, vma: Any = None) -> Range:
+    def migrate(start: int, end: int, owner: Any, *, blockable: object = ..., vma: Any = None) -> Range:
         """A ``MIGRATE`` range carrying the migrating driver's ``owner``."""
     @property
     def start(self) -> int: ...
@@ -43,13 +44,16 @@ class Range:
     @property
     def owner(self) -> Any: ...
     def update_to_read_only(self) -> bool:
-        """True only for a ``PROTECTION_VMA`` range whose ``vma`` is given and readable."""
+        """True only for a ``PROTECTION_VMA`` range whose ``vma`` is given and readable (a vma
+        without ``readable`` is not)."""
     def __eq__(self, other: object) -> bool: ...
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]: ...
 
 @final
 class IntervalNotifier:
-    """An interval subscription, returned by ``MM.insert_interval_notifier``."""
+    """An interval subscription, returned by ``MM.insert_interval_notifier``. Once removed it
+    stays readable: ``invalidate_seq``, ``read_begin``, ``read_retry`` and ``check_retry``
+    answer as they did just before (``set_seq`` raises ``ValueError``)."""
 
     @property
     def mm(self) -> Any: ...
@@ -78,7 +82,11 @@ class IntervalNotifier:
 
 @final
 class Invalidation:
-    """``with mm.invalidate(...) as range``: start on enter, end on exit."""
+    """``with mm.invalidate(...) as range``: start on enter, end on exit.
+
+    Each accepted entry is paired with exactly one end. Entering the object again while it is
+    entered (nested, or from another thread) raises ``RuntimeError`` before starting anything;
+    once exited it may be entered again."""
 
     @property
     def range(self) -> Range: ...
@@ -93,7 +101,8 @@ class MMCore:
     def insert_interval_notifier(
         self, start: int, length: int, ops: Any = None, *, tag: Any = None
     ) -> IntervalNotifier:
-        """Subscribe ``[start, start + length - 1]``; ``ops=None`` makes a native subscription."""
+        """Subscribe ``[start, start + length - 1]``; ``ops=None`` makes a native subscription.
+        ``ops.invalidate`` is looked up at each call (a replaced method is the one called)."""
     def invalidate_range_start(self, range: Range) -> None:
         """Start an invalidation; a refused non-blockable start raises ``WouldBlock``."""
     def invalidate_range_start_nonblock(self, range: Range) -> bool:
@@ -106,7 +115,7 @@ class MMCore:
         end: int,
         event: Event | int = ...,
         *,
-        blockable: object = None,
+        blockable: object = ...,
         owner: Any = None,
         vma: Any = None,
     ) -> Invalidation:

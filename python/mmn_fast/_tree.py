@@ -1,4 +1,9 @@
-"""``IntervalTree``: the augmented interval tree, usable on its own (API.md)."""
+"""``IntervalTree``: the augmented interval tree, usable on its own (API.md).
+
+Invariant (issue 10): this layer holds no lock of its own; the native core copies what a query
+needs under its lock and builds Python objects after releasing it, and waits for its lock with
+the GIL released, so values' finalizers, gc callbacks and other threads may use the same tree at
+any time."""
 
 from __future__ import annotations
 

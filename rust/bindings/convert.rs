@@ -93,6 +93,7 @@ pub fn event_code(event: &Bound<'_, PyAny>) -> PyResult<u8> {
 
 /// A `read_begin` timeout: `None`, `inf` or a value too large to represent mean no limit
 /// (`Ok(None)`); NaN or a negative number is `ValueError`; a bool or a non-number `TypeError`.
+/// Any other exception raised by the conversion (`KeyboardInterrupt` included) propagates.
 pub fn timeout_arg(timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Option<std::time::Duration>> {
     let Some(obj) = timeout else { return Ok(None) };
     if obj.is_instance_of::<PyBool>() {
@@ -104,9 +105,13 @@ pub fn timeout_arg(timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Option<std::t
         obj.extract()?
     } else {
         // Ints (however large) and other real numbers go through float(), as time.sleep does.
-        match obj.call_method0("__float__") {
+        let py = obj.py();
+        match obj.call_method0(pyo3::intern!(py, "__float__")) {
             Ok(f) => f.extract()?,
-            Err(err) if err.is_instance_of::<PyOverflowError>(obj.py()) => f64::INFINITY,
+            Err(err) if err.is_instance_of::<PyOverflowError>(py) => f64::INFINITY,
+            Err(err) if !err.is_instance_of::<pyo3::exceptions::PyAttributeError>(py) => {
+                return Err(err)
+            }
             Err(_) => {
                 return Err(PyTypeError::new_err(format!(
                     "timeout must be a number of seconds, not {}",

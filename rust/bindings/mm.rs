@@ -4,12 +4,21 @@
 //! `release`) and only while `_set_classic(True)` says that a classic notifier exists, so an MM
 //! without one pays nothing for that mode (SPEC R5).
 //!
-//! Locking: the core mutex is held only inside the short blocks marked "under the lock"; no
-//! Python code runs there (a clone of a `Py` is only a reference-count increment), payloads freed
-//! by a transition are dropped after unlocking (their destructors may run Python), and every
-//! wait runs with the GIL released (SPEC D10).
+//! Locking (SPEC D10; issue 10, items 2 and 6):
+//! - The core mutex is held only inside the short blocks marked "under the lock", and by native
+//!   batches with the GIL released; so an attached thread takes it with [`MMCore::lock`], which
+//!   waits with the GIL released ([`super::locking`]). No Python code runs under it and no Python
+//!   object is touched there: the core keeps, per subscription, only the slot of its Python
+//!   references in `refs`.
+//! - `refs` ([`PyRefs`]) holds every Python reference of the subscriptions (object, ops, tag),
+//!   so the collector sees them whatever the core mutex is doing. A slot outlives its core
+//!   subscription: it is released (attached) only after the core freed the subscription, so a
+//!   slot collected under the core lock can be read after unlocking.
+//! - References are dropped after unlocking (their destructors may run Python), and every wait
+//!   runs with the GIL released.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::PyValueError;
@@ -21,11 +30,14 @@ use pyo3::types::{PyBytes, PyList};
 use super::callbacks::{warn, Collected, StartScope};
 use super::convert::{batch_from_bytes, EventArg, EVENT_RELEASE, U64};
 use super::errors::would_block;
-use super::range::Range;
+use super::locking::acquire;
+use super::pyrefs::PyRefs;
+use super::range::{Blockable, Range};
 use super::subscription::IntervalNotifier;
+use crate::error::Error;
 use crate::interval::Interval;
 use crate::notifier::Notifier;
-use crate::protocol::{Ended, Started, SubKey};
+use crate::protocol::{Ended, Protocol, Started, Sub, SubKey};
 
 /// How long a wait sleeps with the GIL released before it looks for signals (Ctrl-C reaches
 /// the caller within about this long).
@@ -34,35 +46,50 @@ const WAIT_SLICE: Duration = Duration::from_millis(50);
 /// Ranges `invalidate_many` runs per GIL release, between two looks for signals.
 const BATCH_BLOCK: usize = 1 << 14;
 
-/// What the core keeps per subscription: the Python object, its resolved callback (`None` for a
-/// native subscription) and its tag.
-pub struct SubPayload {
-    pub obj: Py<IntervalNotifier>,
-    pub callback: Option<Py<PyAny>>,
-    pub tag: Py<PyAny>,
+/// What the core keeps per subscription: the slot of its [`SubRefs`] in `MMCore::refs`.
+pub struct SubPayload(u32);
+
+/// The Python references of one subscription (see the module docs).
+struct SubRefs {
+    obj: Py<IntervalNotifier>,
+    /// `None` for a native subscription.
+    ops: Option<Py<PyAny>>,
+    /// `ops` had a callable `invalidate` at insert: call `ops.invalidate`, looked up at each
+    /// call; else call `ops` itself.
+    by_method: bool,
+    tag: Py<PyAny>,
 }
 
-/// Bytes of one subscription in the core: its tree slot with the protocol state and payload.
-pub const SUB_NODE_BYTES: usize =
-    crate::tree::IntervalTree::<crate::protocol::Sub<SubPayload>>::NODE_BYTES;
+/// Bytes of one subscription in the core: its tree slot with the protocol state and payload,
+/// and its slot of Python references.
+pub const SUB_NODE_BYTES: usize = crate::tree::IntervalTree::<Sub<SubPayload>>::NODE_BYTES
+    + std::mem::size_of::<Option<SubRefs>>();
 
-/// One hit of a start to handle, in tree order, once the lock is dropped.
-enum Call {
-    /// `callback(obj, range, cur_seq)`.
-    Python(Py<IntervalNotifier>, Py<PyAny>),
+/// One hit of a start, as collected under the core lock.
+enum Hit {
+    /// A subscription with ops: its `refs` slot.
+    Python(u32),
     /// A native subscription that came after a callback subscription in the walk: invalidated
     /// when the in-order walk reaches it, so that a refusal stops before it (R16).
     Native(SubKey),
 }
 
-impl Call {
-    /// The call to make for the subscription `key`; under the lock.
-    fn of(py: Python<'_>, key: SubKey, payload: &SubPayload) -> Self {
-        match &payload.callback {
-            Some(callback) => Self::Python(payload.obj.clone_ref(py), callback.clone_ref(py)),
-            None => Self::Native(key),
+impl Hit {
+    fn of(key: SubKey, sub: &Sub<SubPayload>) -> Self {
+        if sub.is_native() {
+            Self::Native(key)
+        } else {
+            Self::Python(sub.payload.0)
         }
     }
+}
+
+/// One hit of a start to handle, in tree order, after unlocking.
+enum Call {
+    /// `ops.invalidate(obj, range, cur_seq)` (looked up at the call) when the flag is set,
+    /// else `ops(obj, range, cur_seq)`.
+    Python(Py<IntervalNotifier>, Py<PyAny>, bool),
+    Native(SubKey),
 }
 
 /// The native half of `mmn_fast.MM`; see the module docs.
@@ -75,6 +102,12 @@ impl Call {
 )]
 pub struct MMCore {
     pub(crate) notifier: Notifier<SubPayload>,
+    /// The Python references of every subscription the core holds (see the module docs).
+    refs: PyRefs<SubRefs>,
+    /// Subscriptions queued for removal (R39b) and where to record their last seq when the
+    /// closing end frees them (a removed subscription stays readable); only touched under the
+    /// core lock.
+    removals: Mutex<Vec<(SubKey, Arc<AtomicU64>)>>,
     /// A classic notifier is registered: call the `_classic` hooks.
     classic_on: AtomicBool,
     /// The kernel's `mm_has_notifiers`: set by the first registration of any kind (R1, R4).
@@ -97,30 +130,92 @@ impl MMCore {
         self.classic_on.load(Ordering::Acquire)
     }
 
+    /// Lock the core from an attached thread, waiting (if at all) with the GIL released.
+    pub(crate) fn lock(&self, py: Python<'_>) -> MutexGuard<'_, Protocol<SubPayload>> {
+        acquire(
+            py,
+            || self.notifier.try_lock(),
+            || drop(self.notifier.lock()),
+        )
+    }
+
+    /// Release the `refs` slots of subscriptions the core freed; their references are dropped
+    /// after unlocking.
+    pub(crate) fn release_payloads(
+        &self,
+        py: Python<'_>,
+        freed: impl IntoIterator<Item = SubPayload>,
+    ) {
+        let taken: Vec<SubRefs> = {
+            let mut refs = self.refs.lock(py);
+            freed.into_iter().filter_map(|p| refs.remove(p.0)).collect()
+        };
+        drop(taken);
+    }
+
+    /// The calls for `hits`, read from `refs` after the core lock was dropped (each hit's slot
+    /// lives until the end of the start that hit it).
+    fn calls(&self, py: Python<'_>, hits: Vec<Hit>) -> Vec<Call> {
+        let refs = self.refs.lock(py);
+        hits.into_iter()
+            .filter_map(|hit| match hit {
+                Hit::Native(key) => Some(Call::Native(key)),
+                Hit::Python(slot) => {
+                    let r = refs.get(slot)?;
+                    Some(Call::Python(
+                        r.obj.clone_ref(py),
+                        r.ops.as_ref()?.clone_ref(py),
+                        r.by_method,
+                    ))
+                }
+            })
+            .collect()
+    }
+
     /// Interval-side start (R12): count it, and under the lock collect the hits to handle after
     /// unlocking (natives before the first callback subscription are handled by the core there).
     fn begin(&self, py: Python<'_>, query: Interval) -> (Started, Vec<Call>) {
-        let mut calls = Vec::new();
-        let started = self.notifier.lock().start(query, |key, _, sub, _| {
-            calls.push(Call::of(py, key, &sub.payload));
-        });
-        (started, calls)
+        let mut hits = Vec::new();
+        let started = self
+            .lock(py)
+            .start(query, |key, _, sub, _| hits.push(Hit::of(key, sub)));
+        (started, self.calls(py, hits))
+    }
+
+    /// `end()` under the lock; an end that may close the epoch first records the last seq of
+    /// the subscriptions it will free (so that they stay readable once removed).
+    fn end_locked(&self, guard: &mut Protocol<SubPayload>) -> Result<Ended<SubPayload>, Error> {
+        if guard.active() == 1 {
+            let mut removals = self.removals.lock().unwrap_or_else(PoisonError::into_inner);
+            for (key, last_seq) in removals.drain(..) {
+                if let Some((_, sub)) = guard.sub(key) {
+                    last_seq.store(sub.seq(), Ordering::Release);
+                }
+            }
+        }
+        guard.end()
+    }
+
+    /// Queue the record of `key`'s last seq for the closing end; under the lock.
+    pub(crate) fn record_removal(&self, key: SubKey, last_seq: Arc<AtomicU64>) {
+        let mut removals = self.removals.lock().unwrap_or_else(PoisonError::into_inner);
+        removals.push((key, last_seq));
     }
 
     /// Interval-side end (R17). Freed payloads are dropped and waiters woken after unlocking.
     ///
     /// # Errors
     /// `RuntimeError` with no invalidation running; nothing changes (D6).
-    fn end_interval(&self) -> PyResult<()> {
-        let ended = self.notifier.lock().end()?;
-        self.after_end(ended);
+    fn end_interval(&self, py: Python<'_>) -> PyResult<()> {
+        let ended = self.end_locked(&mut self.lock(py))?;
+        self.after_end(py, ended);
         Ok(())
     }
 
-    fn after_end(&self, ended: Ended<SubPayload>) {
+    fn after_end(&self, py: Python<'_>, ended: Ended<SubPayload>) {
         if let Ended::Closed { freed } = ended {
-            drop(freed);
             self.notifier.wake_all();
+            self.release_payloads(py, freed);
         }
     }
 
@@ -138,15 +233,22 @@ impl MMCore {
         let blockable = range.get().blockable;
         let Ok(cur_seq_obj) = cur_seq.into_pyobject(py);
         for call in calls {
-            let (obj, callback) = match call {
-                Call::Python(obj, callback) => (obj, callback),
+            let (obj, ops, by_method) = match call {
+                Call::Python(obj, ops, by_method) => (obj, ops, by_method),
                 Call::Native(key) => {
-                    let done = self.notifier.lock().invalidate_native(key, cur_seq);
+                    let done = self.lock(py).invalidate_native(key, cur_seq);
                     debug_assert!(done, "a hit of an active start is still subscribed");
                     continue;
                 }
             };
-            let result = callback.bind(py).call1((obj.bind(py), range, &cur_seq_obj));
+            // Looked up at each call (API.md "Ops"): a replaced `invalidate` is the one called.
+            let args = (obj.bind(py), range, &cur_seq_obj);
+            let ops = ops.bind(py);
+            let result = if by_method {
+                ops.call_method1(intern!(py, "invalidate"), args)
+            } else {
+                ops.call1(args)
+            };
             match errors.keep(result.and_then(|v| v.is_truthy())) {
                 Some(false) if blockable => {
                     let sub = obj
@@ -204,7 +306,7 @@ impl MMCore {
         if !refused && !classic_refused && errors.is_empty() {
             return Ok(StartOutcome::Done);
         }
-        errors.keep(this.end_interval());
+        errors.keep(this.end_interval(py));
         if let Some(token) = token {
             collect_hook_errors(
                 &mut errors,
@@ -219,7 +321,7 @@ impl MMCore {
     fn end(slf: &Bound<'_, Self>, range: &Bound<'_, Range>, only_end: bool) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        this.end_interval()?;
+        this.end_interval(py)?;
         if !this.classic_on() {
             return Ok(());
         }
@@ -260,22 +362,24 @@ impl MMCore {
         StartScope::inside(self.id())
     }
 
-    /// `invalidate_many`'s Rust part: run `queries` (start + end each) while every hit is native,
-    /// several ranges per lock hold. Stops at the first range that reaches a Python callback,
-    /// with that range's start done: returns its index, `cur_seq` and the keys to call.
+    /// `invalidate_many`'s Rust part (runs with the GIL released): run `queries` (start + end
+    /// each) while every hit is native, several ranges per lock hold. Stops at the first range
+    /// that reaches a Python callback, with that range's start done: returns its index,
+    /// `cur_seq` and the hits to handle. Freed payloads go to `freed`, for the caller to release
+    /// once attached.
     fn run_natives(
         &self,
         queries: &[Interval],
         hits: &mut u64,
         freed: &mut Vec<SubPayload>,
-    ) -> Option<(usize, u64, Vec<SubKey>)> {
+    ) -> Option<(usize, u64, Vec<Hit>)> {
         const PER_LOCK: usize = 64;
         for (chunk_no, chunk) in queries.chunks(PER_LOCK).enumerate() {
             let mut closed = false;
             let mut guard = self.notifier.lock();
             for (i, &query) in chunk.iter().enumerate() {
                 let mut keys = Vec::new();
-                let started = guard.start(query, |key, _, _, _| keys.push(key));
+                let started = guard.start(query, |key, _, sub, _| keys.push(Hit::of(key, sub)));
                 *hits += started.hits as u64;
                 if !keys.is_empty() {
                     drop(guard);
@@ -284,7 +388,7 @@ impl MMCore {
                     }
                     return Some((chunk_no * PER_LOCK + i, started.cur_seq, keys));
                 }
-                match guard.end() {
+                match self.end_locked(&mut guard) {
                     Ok(Ended::Closed { freed: f }) => {
                         freed.extend(f);
                         closed = true;
@@ -327,6 +431,8 @@ impl MMCore {
     fn new(_args: &Bound<'_, PyAny>, _kwargs: Option<&Bound<'_, PyAny>>) -> Self {
         Self {
             notifier: Notifier::new(),
+            refs: PyRefs::new(),
+            removals: Mutex::new(Vec::new()),
             classic_on: AtomicBool::new(false),
             has_notifiers: AtomicBool::new(false),
         }
@@ -344,29 +450,37 @@ impl MMCore {
         let py = slf.py();
         // D3: every argument is checked before anything changes.
         let interval = Interval::from_start_length(start.0, length.0)?;
-        let callback = ops.as_ref().map(resolve_callback).transpose()?;
+        let by_method = ops.as_ref().map(by_method).transpose()?.unwrap_or(false);
         let tag = tag.unwrap_or_else(|| py.None());
+        let ops = ops.map(Bound::unbind);
+        let native = ops.is_none();
         let obj = Py::new(
             py,
             IntervalNotifier::new(
                 slf.clone().unbind(),
                 interval,
-                ops.map(Bound::unbind),
+                ops.as_ref().map(|o| o.clone_ref(py)),
                 tag.clone_ref(py),
             ),
         )?;
-        let payload = SubPayload {
+        let this = slf.get();
+        let refs = SubRefs {
             obj: obj.clone_ref(py),
-            callback,
+            ops,
+            by_method,
             tag,
         };
-        let native = payload.callback.is_none();
-        let this = slf.get();
-        {
-            let mut guard = this.notifier.lock(); // under the lock
-            let (key, _) = guard.insert(interval, native, payload)?;
-            // Published under the lock: no other thread can reach `obj` before it has its key.
-            obj.get().set_key(key);
+        let slot = this.refs.lock(py).insert(refs);
+        let inserted = {
+            let mut guard = this.lock(py); // under the lock
+            guard
+                .insert(interval, native, SubPayload(slot))
+                // Published under the lock: no other thread can reach `obj` before its key.
+                .map(|(key, _)| obj.get().set_key(key))
+        };
+        if let Err(err) = inserted {
+            this.release_payloads(py, [SubPayload(slot)]);
+            return Err(err.into());
         }
         this.has_notifiers.store(true, Ordering::Release);
         Ok(obj)
@@ -408,13 +522,13 @@ impl MMCore {
     }
 
     /// A context manager pairing `invalidate_range_start` with `invalidate_range_end`.
-    #[pyo3(signature = (start, end, event = EventArg::UNMAP, *, blockable = None, owner = None, vma = None))]
+    #[pyo3(signature = (start, end, event = EventArg::UNMAP, *, blockable = Blockable::OMITTED, owner = None, vma = None))]
     fn invalidate(
         slf: &Bound<'_, Self>,
         start: U64,
         end: U64,
         event: EventArg,
-        blockable: Option<&Bound<'_, PyAny>>,
+        blockable: Blockable,
         owner: Option<Py<PyAny>>,
         vma: Option<Py<PyAny>>,
     ) -> PyResult<Invalidation> {
@@ -469,18 +583,13 @@ impl MMCore {
             } else {
                 py.detach(|| this.run_natives(block, &mut hits, &mut freed))
             };
-            drop(freed);
+            this.release_payloads(py, freed);
             stopped_at_callback = stop.is_some();
             match stop {
                 None => i += block.len(),
-                Some((at, cur_seq, keys)) => {
+                Some((at, cur_seq, hits)) => {
                     let q = block[at];
-                    let calls = {
-                        let guard = this.notifier.lock(); // under the lock
-                        keys.iter()
-                            .filter_map(|&k| Some(Call::of(py, k, &guard.sub(k)?.1.payload)))
-                            .collect::<Vec<_>>()
-                    };
+                    let calls = this.calls(py, hits);
                     let range = batch_range(py, q, event)?;
                     Self::finish_batch_range(slf, &range, cur_seq, calls)?;
                     i += at + 1;
@@ -497,7 +606,7 @@ impl MMCore {
         let py = slf.py();
         let this = slf.get();
         {
-            let mut guard = this.notifier.lock(); // under the lock
+            let mut guard = this.lock(py); // under the lock
             if guard.released() {
                 return Err(PyValueError::new_err(
                     "the address space was already released",
@@ -513,7 +622,7 @@ impl MMCore {
             let _scope = StartScope::enter(this.id());
             this.call_interval(py, &range, started.cur_seq, calls, &mut errors);
         }
-        errors.keep(this.end_interval());
+        errors.keep(this.end_interval(py));
         if this.classic_on() {
             collect_hook_errors(&mut errors, classic_hook(slf, intern!(py, "release"), ()));
         }
@@ -522,42 +631,53 @@ impl MMCore {
 
     /// One entry (the tag) per native subscription invalidated since the last drain.
     fn drain_invalidated<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let mut tags = Vec::new();
-        let gone = self
-            .notifier
-            .lock()
-            .drain_journal(|p| tags.push(p.tag.clone_ref(py)));
-        drop(gone);
+        let mut slots = Vec::new();
+        let gone = self.lock(py).drain_journal(|p| slots.push(p.0));
+        let tags: Vec<Py<PyAny>> = {
+            let refs = self.refs.lock(py);
+            slots
+                .iter()
+                .filter_map(|&slot| Some(refs.get(slot)?.tag.clone_ref(py)))
+                .collect()
+        };
+        self.release_payloads(py, gone);
         PyList::new(py, tags)
     }
 
     /// The interval subscriptions in the tree, in address order (a snapshot).
     fn intervals<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let subs: Vec<Py<IntervalNotifier>> = {
-            let guard = self.notifier.lock(); // under the lock
+        let slots: Vec<u32> = {
+            let guard = self.lock(py); // under the lock
             guard
                 .tree()
                 .iter()
-                .map(|(_, _, sub)| sub.payload.obj.clone_ref(py))
+                .map(|(_, _, sub)| sub.payload.0)
+                .collect()
+        };
+        let subs: Vec<Py<IntervalNotifier>> = {
+            let refs = self.refs.lock(py);
+            slots
+                .iter()
+                .filter_map(|&slot| Some(refs.get(slot)?.obj.clone_ref(py)))
                 .collect()
         };
         Ok(PyList::new(py, subs)?.try_iter()?.into_any())
     }
 
-    fn __len__(&self) -> usize {
-        self.notifier.lock().len()
+    fn __len__(&self, py: Python<'_>) -> usize {
+        self.lock(py).len()
     }
 
     /// The mm's `invalidate_seq` (odd while an epoch runs, R7).
     #[getter]
-    fn invalidate_seq(&self) -> u64 {
-        self.notifier.lock().seq()
+    fn invalidate_seq(&self, py: Python<'_>) -> u64 {
+        self.lock(py).seq()
     }
 
     /// Starts between their start and end (R11, D5).
     #[getter]
-    fn active_invalidate_ranges(&self) -> u64 {
-        self.notifier.lock().active()
+    fn active_invalidate_ranges(&self, py: Python<'_>) -> u64 {
+        self.lock(py).active()
     }
 
     /// `mm_has_notifiers` (R4).
@@ -568,8 +688,8 @@ impl MMCore {
 
     /// Whether `release()` has begun (classic mode refuses registrations then, D12).
     #[getter]
-    fn _released(&self) -> bool {
-        self.notifier.lock().released()
+    fn _released(&self, py: Python<'_>) -> bool {
+        self.lock(py).released()
     }
 
     /// Classic mode tells the core whether it has a notifier (see the module docs).
@@ -581,33 +701,26 @@ impl MMCore {
     }
 
     /// Check the core invariants (R81, R84 and the tree's); for tests.
-    fn _check_invariants(&self) -> PyResult<()> {
-        self.notifier
-            .lock()
+    fn _check_invariants(&self, py: Python<'_>) -> PyResult<()> {
+        self.lock(py)
             .check_invariants()
             .map_err(pyo3::exceptions::PyAssertionError::new_err)
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        // Never wait in the collector: a busy lock means the MM is in use, hence reachable.
-        let Some(guard) = self.notifier.try_lock() else {
-            return Ok(());
-        };
-        let mut result = Ok(());
-        guard.for_each_payload(|p| {
-            if result.is_ok() {
-                result = visit
-                    .call(&p.obj)
-                    .and_then(|()| visit.call(&p.tag))
-                    .and_then(|()| p.callback.as_ref().map_or(Ok(()), |c| visit.call(c)));
-            }
-        });
-        result
+        // Never the core lock: `refs` reports the same references whatever it is doing.
+        self.refs.traverse(&visit, |visit, r| {
+            visit.call(&r.obj)?;
+            visit.call(&r.tag)?;
+            r.ops.as_ref().map_or(Ok(()), |ops| visit.call(ops))
+        })
     }
 
     fn __clear__(&self) {
-        let payloads = self.notifier.lock().drain_payloads();
-        drop(payloads);
+        // Unreachable, so no other thread uses it: emptying the core cannot wait.
+        let slots = self.notifier.lock().drain_payloads();
+        drop(slots);
+        drop(self.refs.take_all());
     }
 }
 
@@ -643,18 +756,20 @@ fn batch_range(py: Python<'_>, q: Interval, event: u8) -> PyResult<Bound<'_, Ran
     Ok(range.into_bound(py))
 }
 
-/// What gets called for `ops` (API.md "Ops"): its callable `invalidate` attribute, else `ops`
-/// itself if callable; anything else is `TypeError`.
-fn resolve_callback(ops: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+/// How `ops` is called (API.md "Ops"), decided at insert: true when it has a callable
+/// `invalidate` (then `ops.invalidate` is looked up at each call, so a replaced method is the
+/// one called), false when `ops` itself is callable (called directly, with no lookup: a failed
+/// attribute lookup per call would cost an exception each time); anything else is `TypeError`.
+fn by_method(ops: &Bound<'_, PyAny>) -> PyResult<bool> {
     let py = ops.py();
     match ops.getattr(intern!(py, "invalidate")) {
-        Ok(m) if m.is_callable() => return Ok(m.unbind()),
+        Ok(m) if m.is_callable() => return Ok(true),
         Ok(_) => {}
         Err(err) if err.is_instance_of::<pyo3::exceptions::PyAttributeError>(py) => {}
         Err(err) => return Err(err),
     }
     if ops.is_callable() {
-        return Ok(ops.clone().unbind());
+        return Ok(false);
     }
     Err(pyo3::exceptions::PyTypeError::new_err(format!(
         "ops must have a callable invalidate(sub, range, cur_seq) or be callable, not {}",
@@ -663,19 +778,39 @@ fn resolve_callback(ops: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
 }
 
 /// `with mm.invalidate(...) as range`: start on enter, end on exit (API.md).
+///
+/// Invariant (issue 10, item 3): every start this object makes is paired with exactly one end.
+/// It is open from an accepted `__enter__` to its `__exit__`; entering it while it is open
+/// (nested, or from another thread) raises `RuntimeError` before starting anything. Once exited
+/// (or after a start that failed) it may be entered again.
+///
+/// GC: it visits its mm and range; it needs no `__clear__`, since both are set when it is
+/// built: any cycle through it passes through an older, mutable object that can be cleared.
 #[pyclass(frozen, module = "mmn_fast._mmn_fast")]
 pub struct Invalidation {
     mm: Py<MMCore>,
     range: Py<Range>,
+    /// Open: between an accepted `__enter__` and its `__exit__`.
     entered: AtomicBool,
 }
 
 #[pymethods]
 impl Invalidation {
-    /// Start; on failure neither the body nor the end runs.
+    /// Start; on failure neither the body nor the end runs. `RuntimeError` while already open.
     fn __enter__(&self, py: Python<'_>) -> PyResult<Py<Range>> {
-        MMCore::invalidate_range_start(self.mm.bind(py), self.range.bind(py))?;
-        self.entered.store(true, Ordering::Release);
+        if self
+            .entered
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "this invalidate() context manager is already entered; make one per use",
+            ));
+        }
+        if let Err(err) = MMCore::invalidate_range_start(self.mm.bind(py), self.range.bind(py)) {
+            self.entered.store(false, Ordering::Release);
+            return Err(err);
+        }
         Ok(self.range.clone_ref(py))
     }
 
@@ -687,8 +822,11 @@ impl Invalidation {
         _exc: &Bound<'_, PyAny>,
         _tb: &Bound<'_, PyAny>,
     ) -> PyResult<bool> {
-        if self.entered.swap(false, Ordering::AcqRel) {
-            MMCore::end(self.mm.bind(py), self.range.bind(py), false)?;
+        if self.entered.load(Ordering::Acquire) {
+            // Closed only after the end: a second entry meanwhile is still refused.
+            let ended = MMCore::end(self.mm.bind(py), self.range.bind(py), false);
+            self.entered.store(false, Ordering::Release);
+            ended?;
         }
         Ok(false)
     }
@@ -697,5 +835,10 @@ impl Invalidation {
     #[getter]
     fn range(&self, py: Python<'_>) -> Py<Range> {
         self.range.clone_ref(py)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.mm)?;
+        visit.call(&self.range)
     }
 }

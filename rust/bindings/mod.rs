@@ -6,7 +6,9 @@
 mod callbacks;
 mod convert;
 mod errors;
+mod locking;
 mod mm;
+mod pyrefs;
 mod range;
 mod subscription;
 mod tree;
@@ -26,10 +28,7 @@ fn _mmn_fast(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<tree::IntervalTreeCore>()?;
     // Memory reports (issue 7): bytes per `IntervalTree` entry, and per subscription in the core
     // (the `IntervalNotifier` Python object comes on top).
-    m.add(
-        "NODE_BYTES",
-        crate::tree::IntervalTree::<Py<PyAny>>::NODE_BYTES,
-    )?;
+    m.add("NODE_BYTES", tree::NODE_BYTES)?;
     m.add("SUB_NODE_BYTES", mm::SUB_NODE_BYTES)?;
     Ok(())
 }

@@ -1,7 +1,13 @@
 //! `Range`: the kernel's `mmu_notifier_range`, immutable (SPEC 1.4, R70-R72, D13).
+//!
+//! GC (issue 10, item 7): a range visits its `vma` and `owner`. It needs no `__clear__`: both
+//! are set when it is built, so any cycle through a range passes through an older, mutable
+//! object (a device, a vma, an MM's or a subscription's references) that can be cleared.
 
 use std::fmt::Write as _;
 
+use pyo3::exceptions::PyAttributeError;
+use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
@@ -56,26 +62,38 @@ impl Range {
     }
 }
 
-/// `bool(blockable)`, with a missing argument meaning true.
-fn truthy_or_true(blockable: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
-    blockable.map_or(Ok(true), PyAnyMethods::is_truthy)
+/// A `blockable` argument: `bool(blockable)`, None included (API.md: `range.blockable is
+/// bool(blockable)`); omitted, it is true.
+#[derive(Clone, Copy)]
+pub struct Blockable(pub bool);
+
+impl Blockable {
+    pub const OMITTED: Self = Self(true);
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Blockable {
+    type Error = PyErr;
+
+    fn extract(obj: pyo3::Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        obj.is_truthy().map(Self)
+    }
 }
 
 #[pymethods]
 impl Range {
     #[new]
-    #[pyo3(signature = (start, end, event = EventArg::UNMAP, *, blockable = None, vma = None, owner = None))]
+    #[pyo3(signature = (start, end, event = EventArg::UNMAP, *, blockable = Blockable::OMITTED, vma = None, owner = None))]
     pub(crate) fn new(
         py: Python<'_>,
         start: U64,
         end: U64,
         event: EventArg,
-        blockable: Option<&Bound<'_, PyAny>>,
+        blockable: Blockable,
         vma: Option<Py<PyAny>>,
         owner: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         let event = event.0;
-        let blockable = truthy_or_true(blockable)?;
+        let blockable = blockable.0;
         Ok(Self {
             query: Interval::from_range(start.0, end.0)?,
             event,
@@ -88,22 +106,21 @@ impl Range {
     /// `mmu_notifier_range_init_migrate`: a `MIGRATE` range carrying the migrating driver's
     /// `owner` (R71).
     #[staticmethod]
-    #[pyo3(signature = (start, end, owner, *, blockable = None, vma = None))]
+    #[pyo3(signature = (start, end, owner, *, blockable = Blockable::OMITTED, vma = None))]
     fn migrate(
         py: Python<'_>,
         start: U64,
         end: U64,
         owner: Py<PyAny>,
-        blockable: Option<&Bound<'_, PyAny>>,
+        blockable: Blockable,
         vma: Option<Py<PyAny>>,
     ) -> PyResult<Py<Self>> {
-        let blockable = truthy_or_true(blockable)?;
         Self::build(
             py,
             start.0,
             end.0,
             EVENT_MIGRATE,
-            blockable,
+            blockable.0,
             vma.unwrap_or_else(|| py.None()),
             owner,
         )
@@ -141,12 +158,16 @@ impl Range {
     }
 
     /// `mmu_notifier_range_update_to_read_only` (R72): true only for a `PROTECTION_VMA` range
-    /// whose `vma` is given and still readable.
+    /// whose `vma` is given and still readable (a `vma` without `readable` is not).
     fn update_to_read_only(&self, py: Python<'_>) -> PyResult<bool> {
         if self.event != EVENT_PROTECTION_VMA || self.vma.is_none(py) {
             return Ok(false);
         }
-        self.vma.bind(py).getattr("readable")?.is_truthy()
+        match self.vma.bind(py).getattr(pyo3::intern!(py, "readable")) {
+            Ok(readable) => readable.is_truthy(),
+            Err(err) if err.is_instance_of::<PyAttributeError>(py) => Ok(false),
+            Err(err) => Err(err),
+        }
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
@@ -181,6 +202,11 @@ impl Range {
             .to_owned()
             .into_any()
             .unbind())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.vma)?;
+        visit.call(&self.owner)
     }
 
     fn __reduce__<'py>(

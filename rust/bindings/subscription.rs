@@ -1,9 +1,18 @@
 //! `IntervalNotifier`: one interval subscription (the kernel's `mmu_interval_notifier`) and its
 //! read side: `read_begin`, `read_retry`, `check_retry`, `set_seq`, `remove` (SPEC R24-R32,
 //! R39-R42).
+//!
+//! Invariants:
+//! - A removed subscription stays readable (API.md; issue 10, item 8): the core forgets it, so
+//!   its last seq is kept here (`last_seq`), recorded under the core lock before the core frees
+//!   it; `invalidate_seq`, `read_begin`, `read_retry` and `check_retry` answer from it exactly
+//!   as they did just before.
+//! - The `refs` mutex is taken only with the GIL attached, briefly, never around a Python
+//!   allocation or a GIL release, so the collector's `try_lock` always gets it and traversal
+//!   reports the same references whatever the lock state (issue 10, item 6).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use pyo3::exceptions::PyTimeoutError;
 use pyo3::gc::{PyTraverseError, PyVisit};
@@ -32,7 +41,12 @@ pub struct IntervalNotifier {
     refs: Mutex<Refs>,
     /// `remove()` was called (a second one fails at once, even while the first waits; D6).
     removed: AtomicBool,
+    /// The seq when the core freed it ([`NOT_FREED`] until then); see the module docs.
+    last_seq: Arc<AtomicU64>,
 }
+
+/// `last_seq` of a subscription the core still holds (a real seq is odd, R31).
+const NOT_FREED: u64 = 0;
 
 impl IntervalNotifier {
     pub(crate) fn new(
@@ -50,6 +64,7 @@ impl IntervalNotifier {
                 tag: Some(tag),
             }),
             removed: AtomicBool::new(false),
+            last_seq: Arc::new(AtomicU64::new(NOT_FREED)),
         }
     }
 
@@ -61,11 +76,22 @@ impl IntervalNotifier {
         SubKey::from_bits(self.key.load(Ordering::Acquire))
     }
 
-    /// This subscription's seq, read under the mm lock.
-    fn seq(&self) -> PyResult<u64> {
-        let guard = self.mm.get().notifier.lock();
-        let (_, sub) = guard.sub(self.key()).ok_or(Error::NotSubscribed)?;
-        Ok(sub.seq())
+    /// This subscription's seq, read under the mm lock; once freed, its last one.
+    fn seq(&self, py: Python<'_>) -> PyResult<u64> {
+        let guard = self.mm.get().lock(py);
+        match guard.sub(self.key()) {
+            Some((_, sub)) => Ok(sub.seq()),
+            None => self.freed_seq(),
+        }
+    }
+
+    /// The last seq of a subscription the core freed; read under the mm lock (it is recorded
+    /// under that lock before the core frees the subscription).
+    fn freed_seq(&self) -> PyResult<u64> {
+        match self.last_seq.load(Ordering::Acquire) {
+            NOT_FREED => Err(Error::NotSubscribed.into()),
+            seq => Ok(seq),
+        }
     }
 
     fn refs(&self) -> std::sync::MutexGuard<'_, Refs> {
@@ -117,8 +143,8 @@ impl IntervalNotifier {
 
     /// This subscription's `invalidate_seq` (always odd, R31).
     #[getter]
-    fn invalidate_seq(&self) -> PyResult<u64> {
-        self.seq()
+    fn invalidate_seq(&self, py: Python<'_>) -> PyResult<u64> {
+        self.seq(py)
     }
 
     /// `mmu_interval_read_begin` (R25-R27): this subscription's seq as read on entry; if the
@@ -131,7 +157,14 @@ impl IntervalNotifier {
     fn read_begin(&self, py: Python<'_>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
         let timeout = timeout_arg(timeout)?;
         let mm = self.mm.get();
-        let (seq, must_wait) = mm.notifier.lock().read_begin(self.key())?;
+        let (seq, must_wait) = {
+            let guard = mm.lock(py); // under the lock
+            match guard.read_begin(self.key()) {
+                Ok(answer) => answer,
+                // Freed: no epoch can touch it any more, so there is nothing to wait for.
+                Err(_) => (self.freed_seq()?, false),
+            }
+        };
         if !must_wait {
             return Ok(seq);
         }
@@ -149,19 +182,19 @@ impl IntervalNotifier {
 
     /// `mmu_interval_read_retry` (R28): true if an invalidation rewrote the seq since `seq`.
     /// Call it under the lock your `invalidate` holds around `set_seq`.
-    fn read_retry(&self, seq: U64) -> PyResult<bool> {
-        Ok(seq.0 != self.seq()?)
+    fn read_retry(&self, py: Python<'_>, seq: U64) -> PyResult<bool> {
+        Ok(seq.0 != self.seq(py)?)
     }
 
     /// `mmu_interval_check_retry` (R29): as `read_retry`, callable without your lock; true is
     /// reliable, false proves nothing.
-    fn check_retry(&self, seq: U64) -> PyResult<bool> {
-        self.read_retry(seq)
+    fn check_retry(&self, py: Python<'_>, seq: U64) -> PyResult<bool> {
+        self.read_retry(py, seq)
     }
 
     /// `mmu_interval_set_seq` (R24): call from `invalidate` with its `cur_seq`, under your lock.
-    fn set_seq(&self, cur_seq: U64) -> PyResult<()> {
-        let mut guard = self.mm.get().notifier.lock();
+    fn set_seq(&self, py: Python<'_>, cur_seq: U64) -> PyResult<()> {
+        let mut guard = self.mm.get().lock(py);
         let (_, sub) = guard.sub_mut(self.key()).ok_or(Error::NotSubscribed)?;
         sub.set_seq(cur_seq.0);
         Ok(())
@@ -180,15 +213,22 @@ impl IntervalNotifier {
         let mm = self.mm.get();
         let key = self.key();
         let removal = {
-            let mut guard = mm.notifier.lock(); // under the lock
+            let mut guard = mm.lock(py); // under the lock
             if guard.remove_would_wait(key) && mm.inside_own_start() {
                 self.removed.store(false, Ordering::Release);
                 return Err(Error::WouldDeadlock.into());
             }
-            guard.remove(key)
+            let seq = guard.sub(key).map(|(_, sub)| sub.seq());
+            let removal = guard.remove(key);
+            match (&removal, seq) {
+                (Ok(Removal::Done(_)), Some(seq)) => self.last_seq.store(seq, Ordering::Release),
+                (Ok(Removal::Deferred { .. }), _) => mm.record_removal(key, self.last_seq.clone()),
+                _ => {}
+            }
+            removal
         };
         match removal? {
-            Removal::Done(freed) => drop(freed),
+            Removal::Done(freed) => mm.release_payloads(py, freed),
             Removal::Deferred { wait_seq } => {
                 mm.wait_epoch(py, wait_seq, None)?;
             }

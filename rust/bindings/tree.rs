@@ -1,9 +1,18 @@
 //! `IntervalTreeCore`: the augmented interval tree with a Python value per interval. The Python
 //! class `mmn_fast.IntervalTree` subclasses it and adds the buffer-taking batch calls.
 //!
-//! Locking: one reader-writer lock; queries read, `insert` / `remove` write. No Python code runs
-//! under it: values removed from the tree are dropped after unlocking, and the batch query runs
-//! with the GIL released.
+//! Locking (issue 10, items 1, 2 and 6):
+//! - The tree (intervals and, per interval, the slot of its value) is behind a reader-writer
+//!   lock; queries read, `insert` / `remove` / `_load`'s swap write; the batch query reads with
+//!   the GIL released, so every other wait for this lock releases the GIL too
+//!   ([`super::locking`]).
+//! - The values live in a [`PyRefs`], outside that lock, so that the collector sees them
+//!   whatever the tree lock is doing.
+//! - No Python object is built, and no Python reference dropped, while either lock is held:
+//!   a query copies `(start, last, value)` (the value as a new reference) under the locks,
+//!   releases them, then builds its tuples; removed values are dropped after unlocking. Every
+//!   section that changes both the tree and the values runs with the GIL attached from start to
+//!   end, so no other attached thread sees one changed without the other.
 
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -13,8 +22,14 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use super::convert::{batch_from_bytes, U64};
+use super::locking::acquire;
+use super::pyrefs::PyRefs;
 use crate::interval::Interval;
 use crate::tree::{Handle, IntervalTree};
+
+/// Bytes per interval: its tree node (the value is a `u32` slot) and its value's slot.
+pub const NODE_BYTES: usize =
+    IntervalTree::<u32>::NODE_BYTES + std::mem::size_of::<Option<Py<PyAny>>>();
 
 /// Closed intervals `[start, last]` over u64, each with a Python value.
 #[pyclass(
@@ -25,38 +40,129 @@ use crate::tree::{Handle, IntervalTree};
     name = "IntervalTreeCore"
 )]
 pub struct IntervalTreeCore {
-    tree: RwLock<IntervalTree<Py<PyAny>>>,
+    /// The intervals; each value is the slot of the interval's Python value in `values`.
+    tree: RwLock<IntervalTree<u32>>,
+    values: PyRefs<Py<PyAny>>,
 }
 
+/// What a query copies under the locks: `(start, last, value)`.
+type Entry = (u64, u64, Py<PyAny>);
+
 impl IntervalTreeCore {
-    fn read(&self) -> RwLockReadGuard<'_, IntervalTree<Py<PyAny>>> {
-        self.tree.read().unwrap_or_else(PoisonError::into_inner)
+    /// Read-lock the tree; waits, if it must, with the GIL released.
+    fn read(&self, py: Python<'_>) -> RwLockReadGuard<'_, IntervalTree<u32>> {
+        acquire(
+            py,
+            || match self.tree.try_read() {
+                Ok(guard) => Some(guard),
+                Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            },
+            || drop(self.tree.read().unwrap_or_else(PoisonError::into_inner)),
+        )
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, IntervalTree<Py<PyAny>>> {
-        self.tree.write().unwrap_or_else(PoisonError::into_inner)
+    /// Write-lock the tree; waits, if it must, with the GIL released.
+    fn write(&self, py: Python<'_>) -> RwLockWriteGuard<'_, IntervalTree<u32>> {
+        acquire(
+            py,
+            || match self.tree.try_write() {
+                Ok(guard) => Some(guard),
+                Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            },
+            || drop(self.tree.write().unwrap_or_else(PoisonError::into_inner)),
+        )
+    }
+
+    /// Copy the entries `walk` yields (interval and value slot) with new references to their
+    /// values; the locks are released when this returns (see the module docs). In a large
+    /// tree the walk runs with the GIL released, and the read lock is kept until the values
+    /// are copied, so that no writer changes the tree in between.
+    fn copy_entries(
+        &self,
+        py: Python<'_>,
+        walk: impl FnOnce(&IntervalTree<u32>, &mut Vec<(Interval, u32)>) + Send,
+    ) -> Vec<Entry> {
+        let mut found = Vec::new();
+        let tree = self.read(py);
+        let tree = if tree.len() < DETACHED_WALK {
+            walk(&tree, &mut found);
+            tree
+        } else {
+            drop(tree);
+            let SameThread((tree, walked)) = py.detach(|| {
+                let tree = self.tree.read().unwrap_or_else(PoisonError::into_inner);
+                let mut walked = Vec::new();
+                walk(&tree, &mut walked);
+                SameThread((tree, walked))
+            });
+            found = walked;
+            tree
+        };
+        let values = self.values.lock(py);
+        let entries = found
+            .into_iter()
+            .map(|(iv, slot)| {
+                let value = values
+                    .get(slot)
+                    .map_or_else(|| py.None(), |v| v.clone_ref(py));
+                (iv.start(), iv.last(), value)
+            })
+            .collect();
+        drop((values, tree));
+        entries
     }
 
     /// The `(start, last, value)` tuples of `q`'s overlaps, ascending start.
     fn overlap_list<'py>(&self, py: Python<'py>, q: Interval) -> PyResult<Bound<'py, PyList>> {
-        let tree = self.read();
-        let list = PyList::empty(py);
-        for (_, iv, value) in tree.overlaps(q) {
-            list.append(entry(py, iv, value)?)?;
-        }
-        Ok(list)
+        let entries = self.copy_entries(py, |tree, out| {
+            out.extend(tree.overlaps(q).map(|(_, iv, &slot)| (iv, slot)));
+        });
+        entries_list(py, entries)
+    }
+
+    /// Replace the content by `built` (slot `i` of its values is `values[i]`); the old values
+    /// are dropped after unlocking.
+    fn install(&self, py: Python<'_>, built: IntervalTree<u32>, values: Vec<Py<PyAny>>) {
+        let old_tree = std::mem::replace(&mut *self.write(py), built);
+        let old_values = self.values.lock(py).replace_all(values);
+        drop((old_tree, old_values));
     }
 }
 
-fn entry<'py>(py: Python<'py>, iv: Interval, value: &Py<PyAny>) -> PyResult<Bound<'py, PyTuple>> {
-    PyTuple::new(
-        py,
-        [
-            iv.start().into_pyobject(py)?.into_any(),
-            iv.last().into_pyobject(py)?.into_any(),
-            value.bind(py).clone(),
-        ],
-    )
+/// Entries built between two GIL releases (a few milliseconds of work).
+const BUILD_SLICE: usize = 1 << 14;
+
+/// Trees from this size up are walked with the GIL released by the Python-object queries.
+const DETACHED_WALK: usize = 1 << 16;
+
+/// A value that stays on this thread although it crosses [`Python::detach`], which runs its
+/// closure on the calling thread.
+struct SameThread<T>(T);
+
+// SAFETY: `detach` runs the closure on the calling thread and returns its value there, so a
+// lock guard wrapped in `SameThread` is created, used and released on one thread.
+unsafe impl<T> Send for SameThread<T> {}
+
+/// Build the list of `(start, last, value)` tuples; no lock is held. A long answer lets other
+/// threads run every [`BUILD_SLICE`] entries, so that it stalls none of them for long.
+fn entries_list(py: Python<'_>, entries: Vec<Entry>) -> PyResult<Bound<'_, PyList>> {
+    let list = PyList::empty(py);
+    for (i, (start, last, value)) in entries.into_iter().enumerate() {
+        if i % BUILD_SLICE == BUILD_SLICE - 1 {
+            py.detach(|| ());
+        }
+        list.append(PyTuple::new(
+            py,
+            [
+                start.into_pyobject(py)?.into_any(),
+                last.into_pyobject(py)?.into_any(),
+                value.into_bound(py),
+            ],
+        )?)?;
+    }
+    Ok(list)
 }
 
 fn to_bytes(words: &[u64]) -> Vec<u8> {
@@ -70,6 +176,7 @@ impl IntervalTreeCore {
     fn new(_args: &Bound<'_, PyAny>, _kwargs: Option<&Bound<'_, PyAny>>) -> Self {
         Self {
             tree: RwLock::new(IntervalTree::new()),
+            values: PyRefs::new(),
         }
     }
 
@@ -84,7 +191,9 @@ impl IntervalTreeCore {
     ) -> PyResult<u64> {
         let iv = Interval::new(start.0, last.0)?;
         let value = value.unwrap_or_else(|| py.None());
-        Ok(self.write().insert(iv, value).to_bits())
+        // Attached from here to the end: the value's slot and the tree change together.
+        let slot = self.values.lock(py).insert(value);
+        Ok(self.write(py).insert(iv, slot).to_bits())
     }
 
     /// Remove the interval `handle` names; `KeyError` if it is not in the tree (an int outside
@@ -96,9 +205,11 @@ impl IntervalTreeCore {
             Err(err) if err.is_instance_of::<PyOverflowError>(handle.py()) => return Err(unknown()),
             Err(err) => return Err(err),
         };
-        let removed = self.write().remove(Handle::from_bits(bits));
+        let py = handle.py();
+        let removed = self.write(py).remove(Handle::from_bits(bits));
         match removed {
-            Some((_, value)) => {
+            Some((_, slot)) => {
+                let value = self.values.lock(py).remove(slot);
                 drop(value); // after unlocking: its destructor may run Python
                 Ok(())
             }
@@ -106,16 +217,15 @@ impl IntervalTreeCore {
         }
     }
 
-    fn __len__(&self) -> usize {
-        self.read().len()
+    fn __len__(&self, py: Python<'_>) -> usize {
+        self.read(py).len()
     }
 
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let list = PyList::empty(py);
-        for (_, iv, value) in self.read().iter() {
-            list.append(entry(py, iv, value)?)?;
-        }
-        Ok(list.try_iter()?.into_any())
+        let entries = self.copy_entries(py, |tree, out| {
+            out.extend(tree.iter().map(|(_, iv, &slot)| (iv, slot)));
+        });
+        Ok(entries_list(py, entries)?.try_iter()?.into_any())
     }
 
     /// The `(start, last, value)` of every interval overlapping `[start, last]`, ascending start.
@@ -124,8 +234,9 @@ impl IntervalTreeCore {
     }
 
     /// How many intervals overlap `[start, last]`.
-    fn count_overlap(&self, start: U64, last: U64) -> PyResult<usize> {
-        Ok(self.read().count_overlap(Interval::new(start.0, last.0)?))
+    fn count_overlap(&self, py: Python<'_>, start: U64, last: U64) -> PyResult<usize> {
+        let q = Interval::new(start.0, last.0)?;
+        Ok(self.read(py).count_overlap(q))
     }
 
     /// The intervals containing `point`.
@@ -156,10 +267,9 @@ impl IntervalTreeCore {
                 "values and the arrays have different lengths",
             ));
         }
-        let items: Vec<_> = intervals.into_iter().zip(values).collect();
+        let items: Vec<_> = intervals.into_iter().zip(0..).collect();
         let built = py.detach(|| IntervalTree::bulk_build(items));
-        let old = std::mem::replace(&mut *self.write(), built);
-        drop(old);
+        self.install(py, built, values);
         Ok(())
     }
 
@@ -174,7 +284,7 @@ impl IntervalTreeCore {
         let (starts, lasts) = (starts.as_bytes(), lasts.as_bytes());
         let queries = py.detach(|| batch_from_bytes(starts, lasts, Interval::new, "query"))?;
         let (idx, handles) = py.detach(|| {
-            let tree = self.read();
+            let tree = self.tree.read().unwrap_or_else(PoisonError::into_inner);
             let mut idx = Vec::new();
             let mut handles = Vec::new();
             for (i, &q) in queries.iter().enumerate() {
@@ -189,16 +299,15 @@ impl IntervalTreeCore {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Ok(tree) = self.tree.try_read() {
-            for (_, _, value) in tree.iter() {
-                visit.call(value)?;
-            }
-        }
-        Ok(())
+        self.values
+            .traverse(&visit, |visit, value| visit.call(value))
     }
 
     fn __clear__(&self) {
-        let values = self.write().drain_values();
-        drop(values);
+        // Unreachable, so no other thread uses it; the emptied tree keeps `len()` consistent.
+        if let Ok(mut tree) = self.tree.try_write() {
+            *tree = IntervalTree::new();
+        }
+        drop(self.values.take_all());
     }
 }

@@ -1,0 +1,25 @@
+//! Taking a Rust lock from a thread attached to the interpreter (issue 10, item 2).
+//!
+//! Invariant: no binding waits for a lock with the GIL held. Sections that run with the GIL
+//! released (`overlap_many`, native batches) may hold a lock for a long time; a thread that
+//! waited for it with the GIL held would stop every other Python thread meanwhile, or deadlock
+//! against a thread that needs the GIL to finish. So a lock is first tried with the GIL
+//! attached, and only while it is busy does the thread wait for it with the GIL released; it
+//! then tries again attached (the guard itself cannot cross the detached section).
+
+use pyo3::prelude::*;
+
+/// Take a lock: `try_now` (attached) until it succeeds; between two tries, `wait` (which blocks
+/// until the lock is probably free, and releases it again) runs with the GIL released.
+pub fn acquire<G>(
+    py: Python<'_>,
+    mut try_now: impl FnMut() -> Option<G>,
+    wait: impl Fn() + Sync,
+) -> G {
+    loop {
+        if let Some(guard) = try_now() {
+            return guard;
+        }
+        py.detach(&wait);
+    }
+}
