@@ -1,9 +1,11 @@
 //! Argument conversions shared by the wrappers (API.md "Input conventions").
 
+use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyFloat, PyTuple};
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyFloat, PyString, PyTuple};
 use pyo3::Borrowed;
 
 use crate::error::Error;
@@ -121,23 +123,159 @@ pub fn timeout_arg(timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Option<std::t
     Ok(std::time::Duration::try_from_secs_f64(secs).ok())
 }
 
-/// The native-endian u64 items of `bytes` (a trailing partial item is ignored).
-fn words(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
-    bytes.chunks_exact(8).map(|c| {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(c);
-        u64::from_ne_bytes(word)
-    })
+/// Batches at least this long are decoded with the GIL released; shorter ones would pay more
+/// for the release than for the decoding.
+pub const DETACH_MIN: usize = 1 << 12;
+
+/// Run `f` with the GIL released when the batch is `n >= DETACH_MIN` items long, else attached.
+pub fn detach_if_large<T: Send>(py: Python<'_>, n: usize, f: impl Send + FnOnce() -> T) -> T {
+    if n >= DETACH_MIN {
+        py.detach(f)
+    } else {
+        f()
+    }
 }
 
-/// Decode a batch given as two native-endian u64 arrays (as bytes) into intervals with `make`,
-/// the checked constructor of the batch's convention (`Interval::from_range` for half-open
-/// ranges, `Interval::new` for closed intervals). Every pair is checked before the caller
-/// changes anything (D3): unequal lengths or a bad pair is `ValueError` naming the `item`.
-/// Needs no GIL: callers run it detached, so a large batch does not stall other threads.
-pub fn batch_from_bytes(
-    firsts: &[u8],
-    seconds: &[u8],
+/// A batch argument (API.md "Input conventions"): a one-dimensional buffer of native unsigned
+/// 64-bit integers, read in place, or the values of a sequence of ints.
+///
+/// The buffer stays exported (so its memory stays allocated and its size fixed: `array` and
+/// `bytearray` refuse to resize while exported) until this is dropped, so it can be read with
+/// the GIL released. Another thread may still write the items meanwhile, as with any buffer
+/// shared between threads: each item is read exactly once, and a batch written during the call
+/// is decoded with each item's old or new value (never torn on aligned buffers).
+pub enum U64s {
+    Buffer {
+        buf: PyUntypedBuffer,
+        len: usize,
+        stride: isize,
+    },
+    Ints(Vec<u64>),
+}
+
+impl U64s {
+    /// The batch argument `obj`, named `name` in errors. A buffer of another item format or
+    /// shape, `bytes` / `bytearray` / `str`, a non-int item, and an int outside u64 are errors
+    /// (`TypeError`, `OverflowError`).
+    pub fn extract(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Self> {
+        let not_a_batch = || {
+            let kind = obj
+                .get_type()
+                .name()
+                .map_or_else(|_| "?".into(), |n| n.to_string());
+            PyTypeError::new_err(format!(
+                "{name} must be a buffer of u64 or a sequence of ints, not {kind}"
+            ))
+        };
+        if obj.is_instance_of::<PyBytes>()
+            || obj.is_instance_of::<PyByteArray>()
+            || obj.is_instance_of::<PyString>()
+        {
+            return Err(not_a_batch());
+        }
+        // SAFETY: `obj` is a live object and we are attached; the call only reads its type.
+        if unsafe { pyo3::ffi::PyObject_CheckBuffer(obj.as_ptr()) } != 0 {
+            return Self::from_buffer(PyUntypedBuffer::get(obj)?, name);
+        }
+        let Ok(items) = obj.try_iter() else {
+            return Err(not_a_batch());
+        };
+        items
+            .enumerate()
+            .map(|(i, item)| {
+                item?.extract::<U64>().map(|v| v.0).map_err(|err| {
+                    let msg = format!("{name} item {i}: {}", err.value(obj.py()));
+                    if err.is_instance_of::<PyOverflowError>(obj.py()) {
+                        PyOverflowError::new_err(msg)
+                    } else if err.is_instance_of::<PyTypeError>(obj.py()) {
+                        PyTypeError::new_err(msg)
+                    } else {
+                        err
+                    }
+                })
+            })
+            .collect::<PyResult<_>>()
+            .map(Self::Ints)
+    }
+
+    fn from_buffer(buf: PyUntypedBuffer, name: &str) -> PyResult<Self> {
+        let format = buf.format().to_string_lossy();
+        if buf.item_size() != 8 || !is_native_u64(format.as_bytes()) {
+            return Err(PyTypeError::new_err(format!(
+                "{name} must hold native unsigned 64-bit integers (format 'Q'), not format {format:?}"
+            )));
+        }
+        if buf.dimensions() != 1 {
+            return Err(PyTypeError::new_err(format!(
+                "{name} must be one-dimensional, not {}-dimensional",
+                buf.dimensions()
+            )));
+        }
+        let (len, stride) = (buf.shape()[0], buf.strides()[0]);
+        Ok(Self::Buffer { buf, len, stride })
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Buffer { len, .. } => *len,
+            Self::Ints(v) => v.len(),
+        }
+    }
+
+    /// Every item, in order, each read once.
+    fn items(&self) -> impl Iterator<Item = u64> + '_ {
+        let (base, stride, len, ints) = match self {
+            Self::Buffer { buf, len, stride } => {
+                (buf.buf_ptr().cast::<u8>(), *stride, *len, &[][..])
+            }
+            Self::Ints(v) => (std::ptr::null_mut(), 0, 0, v.as_slice()),
+        };
+        let aligned = base as usize % 8 == 0 && stride % 8 == 0;
+        // `i < shape[0] <= isize::MAX`: the cast cannot wrap.
+        #[allow(clippy::cast_possible_wrap, clippy::cast_ptr_alignment)]
+        (0..len)
+            .map(move |i| {
+                // SAFETY: the buffer is held (exported) for `self`'s lifetime, and the exporter
+                // guarantees that `buf + i * stride` is an 8-byte item for every `i < shape[0]`;
+                // the `u64` read is taken only when every item is 8-aligned. A volatile read
+                // reads each item exactly once even if another thread writes it meanwhile.
+                unsafe {
+                    let item = base.offset(i as isize * stride);
+                    if aligned {
+                        item.cast::<u64>().read_volatile()
+                    } else {
+                        u64::from_ne_bytes(item.cast::<[u8; 8]>().read_volatile())
+                    }
+                }
+            })
+            .chain(ints.iter().copied())
+    }
+}
+
+/// Whether a buffer's item `format` is a native-order unsigned 64-bit integer: `Q` in native or
+/// standard size with native byte order (`Q`, `@Q`, `=Q`, and `<Q` (ctypes) or `>Q` / `!Q` by
+/// the machine's order), or `L` / `@L` where the caller checked that items are 8 bytes.
+fn is_native_u64(format: &[u8]) -> bool {
+    let native_order: &[u8] = if cfg!(target_endian = "little") {
+        b"=<"
+    } else {
+        b"=>!"
+    };
+    match format {
+        [b'Q' | b'L'] | [b'@', b'Q' | b'L'] => true,
+        [order, b'Q'] => native_order.contains(order),
+        _ => false,
+    }
+}
+
+/// Decode a batch given as two u64 arrays into intervals with `make`, the checked constructor of
+/// the batch's convention (`Interval::from_range` for half-open ranges, `Interval::new` for
+/// closed intervals). Every pair is checked before the caller changes anything (D3): unequal
+/// lengths or a bad pair is `ValueError` naming the `item`. Needs no GIL: callers run large
+/// batches detached, so they do not stall other threads.
+pub fn decode_batch(
+    firsts: &U64s,
+    seconds: &U64s,
     make: fn(u64, u64) -> Result<Interval, Error>,
     item: &str,
 ) -> PyResult<Vec<Interval>> {
@@ -146,11 +284,27 @@ pub fn batch_from_bytes(
             "the two arrays of {item}s have different lengths"
         )));
     }
-    words(firsts)
-        .zip(words(seconds))
+    firsts
+        .items()
+        .zip(seconds.items())
         .enumerate()
         .map(|(i, (a, b))| {
             make(a, b).map_err(|err| PyValueError::new_err(format!("{item} {i}: {err}")))
         })
         .collect()
+}
+
+/// `words` as an `array('Q')` (the type the batch calls return), with one copy.
+pub fn u64_array<'py>(py: Python<'py>, words: &[u64]) -> PyResult<Bound<'py, PyAny>> {
+    static ARRAY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let array = ARRAY.get_or_try_init(py, || {
+        py.import("array")?.getattr("array").map(Bound::unbind)
+    })?;
+    let bytes = PyBytes::new_with(py, std::mem::size_of_val(words), |out| {
+        for (chunk, w) in out.chunks_exact_mut(8).zip(words) {
+            chunk.copy_from_slice(&w.to_ne_bytes());
+        }
+        Ok(())
+    })?;
+    array.bind(py).call1((intern!(py, "Q"), bytes))
 }

@@ -10,9 +10,9 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use pyo3::exceptions::{PyKeyError, PyOverflowError, PyValueError};
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::types::{PyList, PyTuple};
 
-use super::convert::{batch_from_bytes, U64};
+use super::convert::{decode_batch, detach_if_large, u64_array, U64s, U64};
 use crate::interval::Interval;
 use crate::tree::{Handle, IntervalTree};
 
@@ -57,10 +57,6 @@ fn entry<'py>(py: Python<'py>, iv: Interval, value: &Py<PyAny>) -> PyResult<Boun
             value.bind(py).clone(),
         ],
     )
-}
-
-fn to_bytes(words: &[u64]) -> Vec<u8> {
-    words.iter().flat_map(|w| w.to_ne_bytes()).collect()
 }
 
 #[pymethods]
@@ -133,17 +129,23 @@ impl IntervalTreeCore {
         self.overlap_list(py, Interval::new(point.0, point.0)?)
     }
 
-    /// Replace the content by the intervals of two native-endian u64 byte arrays (handle `i`
-    /// for the `i`-th); `values` is None or a sequence of the same length.
+    /// `from_arrays`' native part: `starts` and `lasts` are buffers of u64 or sequences of
+    /// ints, `values` an iterable or `None`. Everything is checked before the tree changes (D3).
     fn _load(
         &self,
         py: Python<'_>,
-        starts: &Bound<'_, PyBytes>,
-        lasts: &Bound<'_, PyBytes>,
+        starts: &Bound<'_, PyAny>,
+        lasts: &Bound<'_, PyAny>,
         values: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let (starts, lasts) = (starts.as_bytes(), lasts.as_bytes());
-        let intervals = py.detach(|| batch_from_bytes(starts, lasts, Interval::new, "interval"))?;
+        let (starts, lasts) = (
+            U64s::extract(starts, "starts")?,
+            U64s::extract(lasts, "lasts")?,
+        );
+        let intervals = detach_if_large(py, starts.len(), || {
+            decode_batch(&starts, &lasts, Interval::new, "interval")
+        })?;
+        drop((starts, lasts));
         let values: Vec<Py<PyAny>> = match values {
             Some(v) => v
                 .try_iter()?
@@ -163,17 +165,20 @@ impl IntervalTreeCore {
         Ok(())
     }
 
-    /// Every match of many queries: `(query indices, handles)` as two native-endian u64 byte
-    /// arrays, computed with the GIL released.
+    /// Every match of many queries (buffers of u64 or sequences of ints): `(query indices,
+    /// handles)` as two `array('Q')`, computed with the GIL released for large batches.
     fn _overlap_many<'py>(
         &self,
         py: Python<'py>,
-        starts: &Bound<'py, PyBytes>,
-        lasts: &Bound<'py, PyBytes>,
-    ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
-        let (starts, lasts) = (starts.as_bytes(), lasts.as_bytes());
-        let queries = py.detach(|| batch_from_bytes(starts, lasts, Interval::new, "query"))?;
-        let (idx, handles) = py.detach(|| {
+        starts: &Bound<'py, PyAny>,
+        lasts: &Bound<'py, PyAny>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        let (starts, lasts) = (
+            U64s::extract(starts, "starts")?,
+            U64s::extract(lasts, "lasts")?,
+        );
+        let (idx, handles) = detach_if_large(py, starts.len(), || {
+            let queries = decode_batch(&starts, &lasts, Interval::new, "query")?;
             let tree = self.read();
             let mut idx = Vec::new();
             let mut handles = Vec::new();
@@ -183,9 +188,9 @@ impl IntervalTreeCore {
                     handles.push(h.to_bits());
                 }
             }
-            (to_bytes(&idx), to_bytes(&handles))
-        });
-        Ok((PyBytes::new(py, &idx), PyBytes::new(py, &handles)))
+            Ok::<_, PyErr>((idx, handles))
+        })?;
+        Ok((u64_array(py, &idx)?, u64_array(py, &handles)?))
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
