@@ -1,7 +1,7 @@
 //! Argument conversions shared by the wrappers (API.md "Input conventions").
 
-use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -146,11 +146,56 @@ pub fn detach_if_large<T: Send>(py: Python<'_>, n: usize, f: impl Send + FnOnce(
 /// is decoded with each item's old or new value (never torn on aligned buffers).
 pub enum U64s {
     Buffer {
-        buf: PyUntypedBuffer,
+        export: Export,
         len: usize,
         stride: isize,
     },
     Ints(Vec<u64>),
+}
+
+/// A buffer exported by its object (`PyObject_GetBuffer`), released (`PyBuffer_Release`) on drop.
+pub struct Export(Box<ffi::Py_buffer>);
+
+// SAFETY: the view is only read after the export (the items through `buf`, from any thread,
+// while the export holds the memory); it is released attached to the interpreter.
+unsafe impl Send for Export {}
+// SAFETY: as above; nothing writes through a shared `Export`.
+unsafe impl Sync for Export {}
+
+impl Export {
+    /// `obj`'s buffer with its format, shape and strides (`PyBUF_RECORDS_RO`).
+    fn get(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let mut view = Box::new(ffi::Py_buffer::new());
+        // SAFETY: `obj` is live, we are attached, and `view` is a writable `Py_buffer`; on
+        // success the exporter filled it and `Drop` releases it exactly once.
+        if unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &raw mut *view, ffi::PyBUF_RECORDS_RO) }
+            != 0
+        {
+            return Err(PyErr::fetch(obj.py()));
+        }
+        Ok(Self(view))
+    }
+
+    /// The item format (`struct` syntax; a missing format means `B`).
+    fn format(&self) -> String {
+        if self.0.format.is_null() {
+            return "B".into();
+        }
+        // SAFETY: a non-null format is a NUL-terminated string owned by the export.
+        unsafe { std::ffi::CStr::from_ptr(self.0.format) }
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+impl Drop for Export {
+    fn drop(&mut self) {
+        Python::attach(|_| {
+            // SAFETY: the view was filled by a successful `PyObject_GetBuffer` and is released
+            // once, attached.
+            unsafe { ffi::PyBuffer_Release(&raw mut *self.0) }
+        });
+    }
 }
 
 impl U64s {
@@ -174,8 +219,8 @@ impl U64s {
             return Err(not_a_batch());
         }
         // SAFETY: `obj` is a live object and we are attached; the call only reads its type.
-        if unsafe { pyo3::ffi::PyObject_CheckBuffer(obj.as_ptr()) } != 0 {
-            return Self::from_buffer(PyUntypedBuffer::get(obj)?, name);
+        if unsafe { ffi::PyObject_CheckBuffer(obj.as_ptr()) } != 0 {
+            return Self::from_buffer(Export::get(obj)?, name);
         }
         let Ok(items) = obj.try_iter() else {
             return Err(not_a_batch());
@@ -198,21 +243,37 @@ impl U64s {
             .map(Self::Ints)
     }
 
-    fn from_buffer(buf: PyUntypedBuffer, name: &str) -> PyResult<Self> {
-        let format = buf.format().to_string_lossy();
-        if buf.item_size() != 8 || !is_native_u64(format.as_bytes()) {
+    fn from_buffer(export: Export, name: &str) -> PyResult<Self> {
+        let view = &*export.0;
+        let format = export.format();
+        if view.itemsize != 8 || !is_native_u64(format.as_bytes()) {
             return Err(PyTypeError::new_err(format!(
                 "{name} must hold native unsigned 64-bit integers (format 'Q'), not format {format:?}"
             )));
         }
-        if buf.dimensions() != 1 {
+        if view.ndim != 1 {
             return Err(PyTypeError::new_err(format!(
                 "{name} must be one-dimensional, not {}-dimensional",
-                buf.dimensions()
+                view.ndim
             )));
         }
-        let (len, stride) = (buf.shape()[0], buf.strides()[0]);
-        Ok(Self::Buffer { buf, len, stride })
+        // SAFETY: a one-dimensional export requested with PyBUF_STRIDES has a one-item shape;
+        // its strides may be NULL, which means contiguous (CPython's buffer protocol).
+        let (len, stride) = unsafe {
+            let stride = if view.strides.is_null() {
+                8
+            } else {
+                *view.strides
+            };
+            (*view.shape, stride)
+        };
+        let len =
+            usize::try_from(len).map_err(|_| PyValueError::new_err("negative buffer shape"))?;
+        Ok(Self::Buffer {
+            export,
+            len,
+            stride,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -225,9 +286,11 @@ impl U64s {
     /// Every item, in order, each read once.
     fn items(&self) -> impl Iterator<Item = u64> + '_ {
         let (base, stride, len, ints) = match self {
-            Self::Buffer { buf, len, stride } => {
-                (buf.buf_ptr().cast::<u8>(), *stride, *len, &[][..])
-            }
+            Self::Buffer {
+                export,
+                len,
+                stride,
+            } => (export.0.buf.cast::<u8>(), *stride, *len, &[][..]),
             Self::Ints(v) => (std::ptr::null_mut(), 0, 0, v.as_slice()),
         };
         let aligned = base as usize % 8 == 0 && stride % 8 == 0;
