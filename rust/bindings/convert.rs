@@ -14,7 +14,7 @@ use crate::interval::Interval;
 /// A u64 argument: anything with `__index__`; a value outside u64 is `OverflowError`.
 ///
 /// The same as `PyO3`'s `u64` extraction, but an `int` takes `PyLong_AsUnsignedLong` where that is
-/// 64 bits wide: on `CPython` 3.9-3.11 `PyLong_AsUnsignedLongLong` goes through a byte-array
+/// 64 bits wide: on `CPython` 3.11 `PyLong_AsUnsignedLongLong` goes through a byte-array
 /// conversion for every multi-digit int (any address above 2**30), a measurable part of a
 /// single-query call.
 #[derive(Clone, Copy)]
@@ -283,35 +283,52 @@ impl U64s {
         }
     }
 
-    /// Every item, in order, each read once.
-    fn items(&self) -> impl Iterator<Item = u64> + '_ {
-        let (base, stride, len, ints) = match self {
-            Self::Buffer {
-                export,
-                len,
-                stride,
-            } => (export.0.buf.cast::<u8>(), *stride, *len, &[][..]),
-            Self::Ints(v) => (std::ptr::null_mut(), 0, 0, v.as_slice()),
-        };
-        let aligned = base as usize % 8 == 0 && stride % 8 == 0;
-        // `i < shape[0] <= isize::MAX`: the cast cannot wrap.
-        #[allow(clippy::cast_possible_wrap, clippy::cast_ptr_alignment)]
-        (0..len)
-            .map(move |i| {
-                // SAFETY: the buffer is held (exported) for `self`'s lifetime, and the exporter
-                // guarantees that `buf + i * stride` is an 8-byte item for every `i < shape[0]`;
-                // the `u64` read is taken only when every item is 8-aligned. A volatile read
-                // reads each item exactly once even if another thread writes it meanwhile.
-                unsafe {
-                    let item = base.offset(i as isize * stride);
-                    if aligned {
-                        item.cast::<u64>().read_volatile()
-                    } else {
-                        u64::from_ne_bytes(item.cast::<[u8; 8]>().read_volatile())
-                    }
-                }
-            })
-            .chain(ints.iter().copied())
+    /// Where the items are.
+    fn items(&self) -> Items {
+        match self {
+            Self::Buffer { export, stride, .. } => Items {
+                base: export.0.buf.cast::<u8>(),
+                stride: *stride,
+                aligned: export.0.buf as usize % 8 == 0 && stride % 8 == 0,
+            },
+            Self::Ints(v) => Items {
+                base: v.as_ptr().cast::<u8>(),
+                stride: 8,
+                aligned: true,
+            },
+        }
+    }
+}
+
+/// Where a batch's items are: item `i` is the 8 bytes at `base + i * stride`.
+#[derive(Clone, Copy)]
+struct Items {
+    base: *const u8,
+    stride: isize,
+    /// Every item is 8-aligned (a buffer need not be: e.g. a memoryview cast at an odd offset).
+    aligned: bool,
+}
+
+impl Items {
+    /// Item `i`, read exactly once (volatile), so that a value checked is the value used even
+    /// if another thread writes the buffer meanwhile.
+    ///
+    /// # Safety
+    /// `i` is below the length of the [`U64s`] these items belong to, which is still alive:
+    /// then the exporter (or the `Vec`) guarantees 8 readable bytes at `base + i * stride`.
+    #[inline]
+    #[allow(clippy::cast_possible_wrap, clippy::cast_ptr_alignment)]
+    unsafe fn get(self, i: usize) -> u64 {
+        // SAFETY: the caller's contract; `i < len <= isize::MAX` so the cast cannot wrap, and
+        // the `u64` read is taken only when the items are 8-aligned.
+        unsafe {
+            let item = self.base.offset(i as isize * self.stride);
+            if self.aligned {
+                item.cast::<u64>().read_volatile()
+            } else {
+                u64::from_ne_bytes(item.cast::<[u8; 8]>().read_volatile())
+            }
+        }
     }
 }
 
@@ -339,22 +356,26 @@ fn is_native_u64(format: &[u8]) -> bool {
 pub fn decode_batch(
     firsts: &U64s,
     seconds: &U64s,
-    make: fn(u64, u64) -> Result<Interval, Error>,
+    make: impl Fn(u64, u64) -> Result<Interval, Error>,
     item: &str,
 ) -> PyResult<Vec<Interval>> {
-    if firsts.len() != seconds.len() {
+    let n = firsts.len();
+    if n != seconds.len() {
         return Err(PyValueError::new_err(format!(
             "the two arrays of {item}s have different lengths"
         )));
     }
-    firsts
-        .items()
-        .zip(seconds.items())
-        .enumerate()
-        .map(|(i, (a, b))| {
-            make(a, b).map_err(|err| PyValueError::new_err(format!("{item} {i}: {err}")))
-        })
-        .collect()
+    let (first, second) = (firsts.items(), seconds.items());
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        // SAFETY: `i < n`, the length of both batches, which outlive this loop.
+        let pair = unsafe { (first.get(i), second.get(i)) };
+        out.push(
+            make(pair.0, pair.1)
+                .map_err(|err| PyValueError::new_err(format!("{item} {i}: {err}")))?,
+        );
+    }
+    Ok(out)
 }
 
 /// `words` as an `array('Q')` (the type the batch calls return), with one copy.

@@ -146,19 +146,21 @@ impl IntervalTreeCore {
             decode_batch(&starts, &lasts, Interval::new, "interval")
         })?;
         drop((starts, lasts));
-        let values: Vec<Py<PyAny>> = match values {
-            Some(v) => v
-                .try_iter()?
-                .map(|x| x.map(Bound::unbind))
-                .collect::<PyResult<_>>()?,
-            None => (0..intervals.len()).map(|_| py.None()).collect(),
+        let items: Vec<_> = match values {
+            None => intervals.into_iter().map(|iv| (iv, py.None())).collect(),
+            Some(v) => {
+                let values: Vec<Py<PyAny>> = v
+                    .try_iter()?
+                    .map(|x| x.map(Bound::unbind))
+                    .collect::<PyResult<_>>()?;
+                if values.len() != intervals.len() {
+                    return Err(PyValueError::new_err(
+                        "values and the arrays have different lengths",
+                    ));
+                }
+                intervals.into_iter().zip(values).collect()
+            }
         };
-        if values.len() != intervals.len() {
-            return Err(PyValueError::new_err(
-                "values and the arrays have different lengths",
-            ));
-        }
-        let items: Vec<_> = intervals.into_iter().zip(values).collect();
         let built = py.detach(|| IntervalTree::bulk_build(items));
         let old = std::mem::replace(&mut *self.write(), built);
         drop(old);
