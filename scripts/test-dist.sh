@@ -164,7 +164,7 @@ test_wheels_on() {  # $1: interpreter; runs step 2 with it unless its version wa
     venv=$TMP/$name
     echo "== 2. CPython $version ($py): fresh venv, the wheel pip picks, [test,unicorn]"
     # Debian's interpreters come without ensurepip: then pip is bootstrapped from its wheel.
-    if ! "$py" -m venv "$venv" 2>/dev/null; then
+    if ! "$py" -m venv "$venv" >/dev/null 2>&1; then
         rm -rf "$venv"
         "$py" -m venv --without-pip "$venv"
         mkdir -p "$TMP/pip-wheel"
