@@ -21,23 +21,28 @@ demo: $(VENV)/.installed
 
 test: test-rust test-python test-short-runs
 
-# Rust: unit, model and doc tests of the core; the loom model check (bounded); the fuzz corpus
+# Rust: unit, model and doc tests of the core; its documentation (warnings are errors) and the
+# example program that uses it without Python; the loom model check (bounded); the fuzz corpus
 # replayed plus a short coverage-guided run (docs/reliability.md has the long commands).
 test-rust:
 	cargo fmt --check
 	cargo clippy --locked --quiet --all-targets --features python -- -D warnings
 	cargo test --locked --quiet
+	RUSTDOCFLAGS="-D warnings" cargo doc --locked --quiet --no-deps
+	cargo run --locked --quiet --example emulator_cache
 	RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
 		cargo test --locked --release --quiet --test loom_protocol
 	cd fuzz && CARGO_TARGET_DIR=../target/fuzz-replay cargo test --locked --release --quiet
 	fuzz/run.sh 30
 
-# Python: every suite (short stress included), the benchmarks as plain tests, typing, and the
-# outside conformance suite when ../shared is present.
+# Python: every suite (short stress included), the benchmarks as plain tests, typing, the
+# documentation site (strict: a broken link or reference fails), and the outside conformance
+# suite when ../shared is present.
 test-python: $(VENV)/.installed
 	$(VPY) -m pytest tests/python benches -q -p no:cacheprovider --benchmark-disable
+	$(VPY) -m mkdocs build --strict --quiet
 	$(VPY) -m mypy python/mmn_fast examples
-	$(VPY) -m ruff check python examples benches tests/python
+	$(VPY) -m ruff check python examples benches tests/python scripts
 	$(VPY) -m mypy.stubtest mmn_fast --allowlist stubtest-allowlist.txt
 	@if [ -d $(SHARED_CONFORMANCE) ]; then \
 		cd $(SHARED_CONFORMANCE) && $(abspath $(VPY)) -m pytest -q -p no:cacheprovider --timeout=60 . ; \

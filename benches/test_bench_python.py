@@ -9,7 +9,7 @@ or as plain quick tests (each workload once)::
 
     pytest benches/test_bench_python.py --benchmark-disable
 
-Peers that are not installed are skipped. The data are the seeded data of ``mmn_fast._bench``
+Peers that are not installed are skipped. The data are the seeded data of ``mmn_fast._tools.bench``
 at a smaller size; the cross-peer table with ratios is ``benches/compare.py``.
 """
 
@@ -22,7 +22,21 @@ from typing import Any
 
 import pytest
 
-from mmn_fast import _bench as B
+from mmn_fast._tools.bench.data import (
+    NOTIFIER_TARGETS,
+    OUTSIDE,
+    PAGE,
+    SEED,
+    TREE_TARGETS,
+    BruteForce,
+    inside_queries,
+    intervals,
+    random_queries,
+)
+from mmn_fast._tools.bench.measure import size_of
+from mmn_fast._tools.bench.notifier_workloads import _find_gap, _mm_classes, _ranges
+from mmn_fast._tools.bench.peers import ADAPTERS, MODULES, Adapter
+from mmn_fast._tools.bench.tree_workloads import _churn_check, _rebuild
 
 N = 10_000
 QUERIES = 1_000
@@ -30,7 +44,7 @@ CHECK = 50
 
 # quicksectx's remove loses intervals and can crash the interpreter: compare.py runs it in a
 # child process; here it is left out of churn.
-CHURN_TARGETS = [t for t in B.TREE_TARGETS if t != "quicksectx"]
+CHURN_TARGETS = [t for t in TREE_TARGETS if t != "quicksectx"]
 
 # A test skipped for a missing peer or operation never uses its benchmark fixture.
 pytestmark = pytest.mark.filterwarnings("ignore:Benchmark fixture was not used")
@@ -38,33 +52,33 @@ pytestmark = pytest.mark.filterwarnings("ignore:Benchmark fixture was not used")
 
 def _require(name: str) -> None:
     try:
-        importlib.import_module(B.MODULES[name])
+        importlib.import_module(MODULES[name])
     except ImportError as err:
         pytest.skip(f"{name} is not installed: {err}")
 
 
-def _adapter(name: str) -> B.Adapter:
+def _adapter(name: str) -> Adapter:
     _require(name)
-    return B.ADAPTERS[name]()
+    return ADAPTERS[name]()
 
 
 @pytest.fixture(scope="module")
 def data() -> dict[str, Any]:
-    starts, lasts = B.intervals(N)
+    starts, lasts = intervals(N)
     return {
         "starts": starts,
         "lasts": lasts,
-        "oracle": B.BruteForce(starts, lasts),
-        "random": B.random_queries(QUERIES, B.SEED + 1),
-        "inside": B.inside_queries(starts, lasts, QUERIES, B.SEED + 2),
+        "oracle": BruteForce(starts, lasts),
+        "random": random_queries(QUERIES, SEED + 1),
+        "inside": inside_queries(starts, lasts, QUERIES, SEED + 2),
     }
 
 
-def _built(name: str, data: dict[str, Any]) -> tuple[B.Adapter, list[Any]]:
+def _built(name: str, data: dict[str, Any]) -> tuple[Adapter, list[Any]]:
     ad = _adapter(name)
     cs = [ad.conv(s) for s in data["starts"]]
     cl = [ad.conv(l) for l in data["lasts"]]
-    keys = B._rebuild(ad, cs, cl, list(range(N)))
+    keys = _rebuild(ad, cs, cl, list(range(N)))
     return ad, keys
 
 
@@ -73,12 +87,12 @@ def _want(data: dict[str, Any], kind: str) -> list[int]:
 
 
 @pytest.mark.parametrize("kind", ["random", "inside"])
-@pytest.mark.parametrize("name", B.TREE_TARGETS)
+@pytest.mark.parametrize("name", TREE_TARGETS)
 def test_overlap_query(benchmark: Any, data: dict[str, Any], name: str, kind: str) -> None:
     ad, _ = _built(name, data)
     f = ad.query_fn()
     qs = [ad.query_args(ad.conv(a), ad.conv(b)) for a, b in data[kind]]
-    assert [B._size_of(f(a, b)) for a, b in qs[:CHECK]] == _want(data, kind)
+    assert [size_of(f(a, b)) for a, b in qs[:CHECK]] == _want(data, kind)
     benchmark.group = f"overlap query ({kind})"
 
     def run() -> None:
@@ -88,7 +102,7 @@ def test_overlap_query(benchmark: Any, data: dict[str, Any], name: str, kind: st
     benchmark(run)
 
 
-@pytest.mark.parametrize("name", B.TREE_TARGETS)
+@pytest.mark.parametrize("name", TREE_TARGETS)
 def test_count_overlap(benchmark: Any, data: dict[str, Any], name: str) -> None:
     ad, _ = _built(name, data)
     f = ad.count_fn()
@@ -106,7 +120,7 @@ def test_count_overlap(benchmark: Any, data: dict[str, Any], name: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["random", "inside"])
-@pytest.mark.parametrize("name", B.TREE_TARGETS)
+@pytest.mark.parametrize("name", TREE_TARGETS)
 def test_batch_overlap(benchmark: Any, data: dict[str, Any], name: str, kind: str) -> None:
     ad, _ = _built(name, data)
     a = [ad.conv(s) for s, _ in data[kind]]
@@ -119,7 +133,7 @@ def test_batch_overlap(benchmark: Any, data: dict[str, Any], name: str, kind: st
     benchmark(ad._batch_timed)  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("name", B.TREE_TARGETS)
+@pytest.mark.parametrize("name", TREE_TARGETS)
 def test_build_incremental(benchmark: Any, data: dict[str, Any], name: str) -> None:
     ad = _adapter(name)
     cs = [ad.conv(s) for s in data["starts"]]
@@ -127,16 +141,16 @@ def test_build_incremental(benchmark: Any, data: dict[str, Any], name: str) -> N
     vals = list(range(N))
 
     def run() -> None:
-        B._rebuild(ad, cs, cl, vals)
+        _rebuild(ad, cs, cl, vals)
 
     benchmark.group = "build n, one insert per call"
     benchmark(run)
     f = ad.query_fn()
     qs = [ad.query_args(ad.conv(a), ad.conv(b)) for a, b in data["inside"][:CHECK]]
-    assert [B._size_of(f(a, b)) for a, b in qs] == _want(data, "inside")
+    assert [size_of(f(a, b)) for a, b in qs] == _want(data, "inside")
 
 
-@pytest.mark.parametrize("name", B.TREE_TARGETS)
+@pytest.mark.parametrize("name", TREE_TARGETS)
 def test_build_from_arrays(benchmark: Any, data: dict[str, Any], name: str) -> None:
     ad = _adapter(name)
     build = ad.from_arrays([ad.conv(s) for s in data["starts"]], [ad.conv(l) for l in data["lasts"]])
@@ -158,8 +172,8 @@ def test_churn(benchmark: Any, data: dict[str, Any], name: str) -> None:
     if fns is None:
         pytest.skip(f"{name} is static or cannot remove")
     remove, insert = fns
-    B._churn_check(name, {})
-    new_s, new_l = B.intervals(4096, B.SEED + 4)
+    _churn_check(name, {})
+    new_s, new_l = intervals(4096, SEED + 4)
     ns = [ad.conv(s) for s in new_s]
     nl = [ad.conv(l) for l in new_l]
     pos = itertools.cycle(range(N))
@@ -175,15 +189,15 @@ def test_churn(benchmark: Any, data: dict[str, Any], name: str) -> None:
     benchmark(run)
 
 
-@pytest.mark.parametrize("name", B.NOTIFIER_TARGETS)
+@pytest.mark.parametrize("name", NOTIFIER_TARGETS)
 @pytest.mark.parametrize("where", ["outside span", "in a gap"])
 def test_nohit_invalidation(benchmark: Any, data: dict[str, Any], name: str, where: str) -> None:
     _require(name)
-    MM, Range = B._mm_classes(name)
+    MM, Range = _mm_classes(name)
     mm = MM()
     for i, (s, l) in enumerate(zip(data["starts"], data["lasts"])):
         mm.insert_interval_notifier(s, l + 1 - s, None, tag=i)
-    a, b = (B.OUTSIDE, B.OUTSIDE + B.PAGE) if where == "outside span" else B._find_gap(data["oracle"], B.SEED + 11)
+    a, b = (OUTSIDE, OUTSIDE + PAGE) if where == "outside span" else _find_gap(data["oracle"], SEED + 11)
     r = Range(a, b)
     start, end = mm.invalidate_range_start, mm.invalidate_range_end
     start(r)
@@ -199,11 +213,11 @@ def test_nohit_invalidation(benchmark: Any, data: dict[str, Any], name: str, whe
     benchmark(run)
 
 
-@pytest.mark.parametrize("name", B.NOTIFIER_TARGETS)
+@pytest.mark.parametrize("name", NOTIFIER_TARGETS)
 @pytest.mark.parametrize("mode", ["native", "callbacks", "mostly-missing", "invalidate_many"])
 def test_invalidation_stream(benchmark: Any, data: dict[str, Any], name: str, mode: str) -> None:
     _require(name)
-    MM, Range = B._mm_classes(name)
+    MM, Range = _mm_classes(name)
     calls = [0]
 
     def invalidate(sub: Any, rng: Any, cur_seq: int) -> bool:
@@ -215,10 +229,10 @@ def test_invalidation_stream(benchmark: Any, data: dict[str, Any], name: str, mo
     mm = MM()
     for i, (s, l) in enumerate(zip(data["starts"], data["lasts"])):
         mm.insert_interval_notifier(s, l + 1 - s, ops, tag=i)
-    q = (B.random_queries if mode == "mostly-missing" else lambda m, seed, top: B.inside_queries(data["starts"], data["lasts"], m, seed, top))(
-        QUERIES, B.SEED + 13, 16
+    q = (random_queries if mode == "mostly-missing" else lambda m, seed, top: inside_queries(data["starts"], data["lasts"], m, seed, top))(
+        QUERIES, SEED + 13, 16
     )
-    a, b = B._ranges(q)
+    a, b = _ranges(q)
     want = sum(data["oracle"].count(x, y) for x, y in q)
     assert mm.invalidate_many(array("Q", a), array("Q", b)) == want
     if mode == "callbacks":

@@ -11,8 +11,8 @@ Run::
     python examples/device_mirror.py --seconds 3 --seed 0
     python -m mmn_fast demo            # the same, from an installed wheel
 
-The code lives in ``mmn_fast._demo`` (so that ``python -m mmn_fast demo`` works without this
-folder); this script re-exports its small class API for use as a module::
+The code lives in ``mmn_fast._tools.demo`` (so that ``python -m mmn_fast demo`` works without
+this folder); this script re-exports its small class API for use as a module::
 
     from device_mirror import Cpu, Device
 
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import sys
 
-from mmn_fast._demo import Cpu, Device, main, run_demo
+from mmn_fast._tools.demo import Cpu, Device, main, run_demo
 
 __all__ = ["Cpu", "Device", "main", "run_demo"]
 

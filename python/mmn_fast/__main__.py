@@ -1,8 +1,9 @@
 """``python -m mmn_fast``: the command line.
 
 * ``demo``: two simulated devices mirror a CPU page table under concurrent invalidation (the
-  kernel's HMM test driver in user space; ``mmn_fast._demo``). Exits 0 when every check held.
-* ``bench``: the benchmarks against peers (``mmn_fast._bench``, called as
+  kernel's HMM test driver in user space; ``mmn_fast._tools.demo``). Exits 0 when every check
+  held.
+* ``bench``: the benchmarks against peers (``mmn_fast._tools.bench``, called as
   ``main(argv) -> int`` with the arguments that follow ``bench``). Exits 2 when this build has
   no benchmark module.
 * ``--version``: the installed version.
@@ -18,7 +19,7 @@ from typing import Optional
 
 from . import __version__
 
-_BENCH_MODULE = "mmn_fast._bench"
+_BENCH_MODULE = "mmn_fast._tools.bench"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mmn_fast {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    from ._demo import add_arguments
+    from ._tools.demo import add_arguments
 
     demo = commands.add_parser(
         "demo",
@@ -42,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
 
     # Listed for --help only: main() hands everything after "bench" (options and --help
     # included) to the benchmark module untouched, which argparse's REMAINDER cannot do.
-    commands.add_parser("bench", help="benchmark against peers (arguments go to mmn_fast._bench)")
+    commands.add_parser(
+        "bench", help="benchmark against peers (arguments go to mmn_fast._tools.bench)"
+    )
     return parser
 
 
@@ -69,7 +72,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _bench(argv[1:])
     args = _parser().parse_args(argv)  # exits on --help, --version and errors
     # The only other top-level options exit, so "bench" can only come first: args is "demo".
-    from ._demo import run_from_args
+    from ._tools.demo import run_from_args
 
     return run_from_args(args)
 

@@ -1,390 +1,350 @@
-"""A coherent Unicorn: mmn_fast as the translation-cache invalidation layer of an emulator.
+"""A coherent Unicorn: translated code and your own caches never stale, at no running cost.
 
-Unicorn (PyPI ``unicorn``) keeps translated blocks (TBs) of guest code and does not drop
-them when the host patches guest memory with ``mem_write`` (unicorn issues #1148, #1561,
-#1752, #2258), nor when a hook is added over code that already ran (#2200, #1747). The
-official advice is to call ``ctl_remove_cache`` on the address yourself. This module does
-that for you, with the kernel's MMU-notifier scheme:
+Unicorn (PyPI ``unicorn``) keeps translated blocks (TBs) of guest code and does not drop them
+when the host patches guest memory with ``mem_write`` (unicorn issues #1148, #1561, #1752,
+#2258), nor when a hook is added over code that already ran (#2200, #1747).
+:class:`CoherentUc` is a ``unicorn.Uc`` (a subclass of the architecture's own class) whose
+mutating methods keep two things coherent:
 
-* Every block Unicorn translates is learnt from the block hook (or from
-  :meth:`CoherentUc.request_cache`, which is ``ctl_request_cache``) and held as a **native**
-  interval subscription on the layer's own :class:`mmn_fast.MM`, tagged with the block's
-  start address. Keeping track therefore costs no Python per invalidation.
-* Every mutation source is one invalidation on that ``MM``: host writes
-  (:meth:`~CoherentUc.mem_write`, ``Event.CLEAR``), unmap (``Event.UNMAP``), protect
-  (``Event.PROTECTION_PAGE``), (re)map at an address (``Event.UNMAP``), hook add and delete
-  (the hooked range, ``Event.CLEAR``) and, optionally, guest stores (``Event.CLEAR``).
-* The blocks an invalidation reached (``mm.drain_invalidated()``) are removed from Unicorn
-  with ``uc.ctl_remove_cache(start, end)`` (end-exclusive), dropped from the layer's caches,
-  and their subscriptions removed once the invalidation has ended.
-* A per-block analysis cache (Capstone disassembly, :meth:`CoherentUc.instructions`) is a
-  second subscriber on the same ``MM``, so a tracer never shows stale disassembly.
-* A mutation that touches no cached block costs one interval-tree lookup.
+* **Unicorn's translation cache**, with no Python per block or per guest access: a host write,
+  unmap or protect drops the TBs overlapping it with Unicorn's ranged ``ctl_remove_cache``, one
+  call per mapped region it spans (Unicorn resolves only the first address of a range, so one
+  call misses TBs of the next region); a mutation over more than :attr:`CoherentUc.flush_bytes`
+  of mapped memory, a whole-space hook, and any memory hook added are one ``ctl_flush_tb``.
+  The layer learns no blocks: Unicorn's own page index finds them.
+* **Your caches** (decoded instructions, lifted IR, analyses, breakpoint tables, a software
+  TLB): subscribe any range on :attr:`CoherentUc.mm` (``ops=None`` with a tag, checked with
+  ``check_retry``, or a callback); host writes, unmaps, protects, remaps and, where you opt in
+  with :meth:`CoherentUc.watch_guest_writes`, guest stores invalidate it.
 
-Protocol, per mutation (the kernel's ``invalidate_range_start`` / ``_end`` pairing)::
-
-    with mm.invalidate(start, end, event):      # start: hit subscriptions record their tag
-        for tag in mm.drain_invalidated():      #   the blocks (and analyses) reached
-            uc.ctl_remove_cache(block.start, block.end)   # pairs with the block hook
-        mutate()                                # uc.mem_write / mem_unmap / ...
-    for sub in dropped: sub.remove()            # after the end: no wait, no deferral
-
-The TB is removed *before* the mutation, while the memory is still mapped with its old
-permissions (Unicorn resolves the guest address to find the TB, which fails once the page is
-gone). A mapping call is the exception: it drops blocks *after* mapping, so that a block
-left cached by an unmap made behind the layer's back is found through the new mapping.
-
-Guest stores into translated code are handled by Unicorn itself (QEMU's self-modifying-code
-detection, including a store into the running block); the layer only forgets its own view of
-those blocks (``remove_tb=False``), which keeps the analysis cache coherent.
+Hooks added through the layer receive the layer as their ``uc`` argument, so a hook that patches
+code through it stays coherent. After :meth:`CoherentUc.close` every method raises.
 
 Requires the optional extra: ``pip install mmn_fast[unicorn]``.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional
+import ctypes
+import weakref
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, NoReturn, Optional
 
 try:
-    import capstone  # type: ignore[import-untyped, unused-ignore]
     import unicorn
+    from unicorn.unicorn_py3.unicorn import Uc, uclib
 except ImportError as _exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
-        "mmn_fast.unicorn needs the optional 'unicorn' extra (Unicorn and Capstone): "
+        "mmn_fast.unicorn needs the optional 'unicorn' extra (Unicorn >= 2.1): "
         "pip install mmn_fast[unicorn]"
     ) from _exc
 
-from mmn_fast import MM, Event, IntervalNotifier
+from mmn_fast import MM, Event, Range
 
-if TYPE_CHECKING:  # unicorn's package picks its py2/py3 binding at run time
-    from unicorn.unicorn_py3 import Uc
-else:
-    from unicorn import Uc
-
-__all__ = ["BlockInfo", "CoherentUc", "Insn", "Stats"]
+__all__ = ["CoherentUc", "LayerClosedError", "Stats"]
 
 _U64_MAX = (1 << 64) - 1
-_WINDOW_BITS = 12
 
-# Hook types whose instrumentation is compiled into a translated block: adding or deleting
-# one of them must drop the blocks of the hooked range, or they run without (or with a
-# dangling) callback. Memory hooks are checked at run time by Unicorn and need nothing.
-_TRANSLATED_HOOKS = (
-    unicorn.UC_HOOK_CODE | unicorn.UC_HOOK_BLOCK | unicorn.UC_HOOK_INSN | unicorn.UC_HOOK_TCG_OPCODE
+# Hook types compiled into a translated block for the hooked code range: adding or deleting one
+# drops the TBs of that range, or code that already ran keeps running without (or with) it.
+_CODE_HOOKS = unicorn.UC_HOOK_CODE | unicorn.UC_HOOK_BLOCK | unicorn.UC_HOOK_INSN | unicorn.UC_HOOK_TCG_OPCODE
+# Memory-access hooks: whether a load or store calls out is decided when its block is
+# translated (Unicorn 2.1.4: a read hook added after the code ran is never called), whatever
+# range the hook watches, so adding one flushes every TB.
+_MEM_HOOKS = (
+    unicorn.UC_HOOK_MEM_READ
+    | unicorn.UC_HOOK_MEM_WRITE
+    | unicorn.UC_HOOK_MEM_FETCH
+    | unicorn.UC_HOOK_MEM_READ_AFTER
 )
 
-
-class Insn(NamedTuple):
-    """One decoded guest instruction of a cached block."""
-
-    address: int
-    size: int
-    mnemonic: str
-    op_str: str
+# uc_ctl(UC_CTL_TB_REMOVE_CACHE, write, 2 args), encoded once: the binding's ctl_remove_cache
+# builds this per call, which is most of its cost.
+_REMOVE_CACHE = (unicorn.UC_CTL_IO_WRITE << 30) | (2 << 26) | unicorn.UC_CTL_TB_REMOVE_CACHE
 
 
-class BlockInfo(NamedTuple):
-    """A translated block the layer knows about: ``[start, end)``."""
-
-    start: int
-    end: int
+class LayerClosedError(ValueError):
+    """A :class:`CoherentUc` was used after :meth:`~CoherentUc.close`."""
 
 
 @dataclass
 class Stats:
-    """Counters of what the layer did (reset with :meth:`CoherentUc.reset_stats`).
+    """What the layer did to Unicorn's cache and to its ``MM`` (see :meth:`CoherentUc.reset_stats`).
 
-    ``translations`` counts, per block start, how often the layer learnt that block: the
-    first translation plus one per re-translation after the layer dropped it. ``dropped``
-    counts, per block start, how often an invalidation reached it.
+    ``tb_removals`` counts ranged ``ctl_remove_cache`` calls, ``flushes`` ``ctl_flush_tb``
+    calls, ``invalidations`` start/end pairs on :attr:`CoherentUc.mm` (none while it is empty).
     """
 
-    invalidations: int = 0
     tb_removals: int = 0
-    analyses_dropped: int = 0
-    translations: Counter[int] = field(default_factory=Counter)
-    dropped: Counter[int] = field(default_factory=Counter)
+    flushes: int = 0
+    invalidations: int = 0
 
 
-class _InsnTag:
-    """Tag of an analysis-cache subscription (block tags are plain ints)."""
+class CoherentUc(Uc):
+    """A ``unicorn.Uc`` that never runs stale translated code, and invalidates your caches.
 
-    __slots__ = ("start",)
+    ``CoherentUc(arch, mode, cpu=None)`` makes a new emulator, exactly like ``Uc(...)``.
+    ``CoherentUc(uc)`` takes over an existing one: the layer and ``uc`` share one engine and
+    one state, but only calls made on the layer are seen, so use the layer from then on (hooks
+    added to ``uc`` before keep receiving ``uc``). Taking over flushes the TB cache once.
 
-    def __init__(self, start: int) -> None:
-        self.start = start
-
-    def __repr__(self) -> str:
-        return f"_InsnTag({self.start:#x})"
-
-
-def _capstone_for(uc: Uc) -> Optional[capstone.Cs]:
-    """A Capstone disassembler matching ``uc``'s architecture and mode, or None."""
-    arch = uc.ctl_get_arch()
-    mode = uc.ctl_get_mode()
-    endian = capstone.CS_MODE_BIG_ENDIAN if mode & unicorn.UC_MODE_BIG_ENDIAN else 0
-    cs_arch: int
-    cs_mode: int
-    if arch == unicorn.UC_ARCH_X86:
-        cs_arch = capstone.CS_ARCH_X86
-        cs_mode = {
-            unicorn.UC_MODE_16: capstone.CS_MODE_16,
-            unicorn.UC_MODE_32: capstone.CS_MODE_32,
-        }.get(mode, capstone.CS_MODE_64)
-    elif arch == unicorn.UC_ARCH_ARM64:
-        cs_arch, cs_mode = capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM | endian
-    elif arch == unicorn.UC_ARCH_ARM:
-        thumb = mode & (unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
-        cs_arch = capstone.CS_ARCH_ARM
-        cs_mode = (capstone.CS_MODE_THUMB if thumb else capstone.CS_MODE_ARM) | endian
-    elif arch == unicorn.UC_ARCH_MIPS:
-        bits = capstone.CS_MODE_MIPS64 if mode & unicorn.UC_MODE_MIPS64 else capstone.CS_MODE_MIPS32
-        cs_arch, cs_mode = capstone.CS_ARCH_MIPS, bits | endian
-    elif arch == unicorn.UC_ARCH_RISCV:
-        bits = capstone.CS_MODE_RISCV64 if mode & unicorn.UC_MODE_RISCV64 else capstone.CS_MODE_RISCV32
-        cs_arch, cs_mode = capstone.CS_ARCH_RISCV, bits | capstone.CS_MODE_RISCVC
-    else:
-        return None
-    return capstone.Cs(cs_arch, cs_mode)
-
-
-def _hook_range(begin: int, end: int) -> tuple[int, int]:
-    """Unicorn's inclusive hook range ``[begin, end]`` as a half-open invalidation range.
-
-    ``begin > end`` is Unicorn's "every address". A range end is at most ``2**64 - 1``
-    (a u64), so the very last byte of the address space is never part of a hooked range.
-    """
-    if begin > end:
-        return 0, _U64_MAX
-    return begin, min(end + 1, _U64_MAX)
-
-
-class CoherentUc:
-    """A :class:`unicorn.Uc` whose translation cache never runs stale code.
-
-    Route every mutation of guest memory, mappings and hooks through this object
-    (:meth:`mem_write`, :meth:`mem_map`, :meth:`mem_unmap`, :meth:`mem_protect`,
-    :meth:`hook_add`, :meth:`hook_del`); everything else (registers, ``emu_start``,
-    ``mem_read``) is used on :attr:`uc` directly. Guest stores are followed by a write
-    hook on each 4 KiB window that holds translated code, unless
-    ``track_guest_writes=False``. Each call may be made from inside a Unicorn
-    hook while the emulator runs.
-
-    ``code_begin``/``code_end`` (inclusive, Unicorn's hook convention; the default
-    ``1, 0`` means every address) bound where blocks are learnt: code outside them is not
-    tracked, so restrict them only to exclude code you never mutate.
-    ``disassembler`` overrides the Capstone instance made from the Uc's architecture.
-
-    Attaching flushes Unicorn's translation cache once, so that every TB Unicorn holds
-    from then on has been seen by the layer.
-
-    Example::
-
-        layer = CoherentUc(Uc(UC_ARCH_X86, UC_MODE_64))
-        layer.mem_map(0x1000, 0x1000)
-        layer.mem_write(0x1000, code)
-        layer.uc.emu_start(0x1000, 0x1000 + len(code))
-        layer.mem_write(0x1000, patched)   # the stale block is dropped here
-        layer.uc.emu_start(0x1000, 0x1000 + len(code))
+    Mutations seen: :meth:`mem_write`, :meth:`mem_map`, :meth:`mem_map_ptr`, :meth:`mmio_map`,
+    :meth:`mem_unmap`, :meth:`mem_protect`, :meth:`hook_add`, :meth:`hook_del`,
+    :meth:`ctl_set_tlb_mode`, :meth:`ctl_set_exits`; :meth:`invalidate` for anything else
+    (e.g. host memory behind ``mem_map_ptr`` written directly). Every other method is the
+    plain ``Uc`` one, untouched.
     """
 
-    def __init__(
-        self,
-        uc: Uc,
-        *,
-        track_guest_writes: bool = True,
-        code_begin: int = 1,
-        code_end: int = 0,
-        disassembler: Optional[capstone.Cs] = None,
-    ) -> None:
-        self._uc = uc
+    __slots__ = ("_mm", "_starts", "_ends", "_ptr_maps", "_hooks", "_wrapped", "_ctl", "stats", "flush_bytes")
+
+    _classes: dict[tuple[type, type], type] = {}
+
+    def __new__(cls, arch: Any, mode: Optional[int] = None, cpu: Optional[int] = None) -> CoherentUc:
+        # Uc.__new__ picks the architecture's class (UcIntel, UcAArch64, ...) and ignores
+        # ``cls``; the layer is a subclass of that class, made once per architecture class.
+        if isinstance(arch, Uc):
+            base: type = type(arch)
+        elif mode is None:
+            raise TypeError("CoherentUc(arch, mode, cpu=None) or CoherentUc(uc)")
+        else:
+            base = type(Uc.__new__(Uc, arch, mode, cpu))
+        if issubclass(base, CoherentUc):
+            raise TypeError("already a CoherentUc")
+        combined = CoherentUc._classes.get((cls, base))
+        if combined is None:
+            combined = type(f"{cls.__name__}[{base.__name__}]", (cls, base), {"__slots__": ()})
+            CoherentUc._classes[(cls, base)] = combined
+        layer: CoherentUc = object.__new__(combined)
+        return layer
+
+    def __init__(self, arch: Any, mode: Optional[int] = None, cpu: Optional[int] = None) -> None:
+        if isinstance(arch, Uc):
+            if mode is not None or cpu is not None:
+                raise TypeError("CoherentUc(uc) takes no mode or cpu")
+            self.__dict__ = arch.__dict__  # one engine, one state (callbacks, hook exception)
+            self._wrapped: Optional[Uc] = arch  # keeps its finalizer (the engine) alive
+        else:
+            assert mode is not None  # checked by __new__
+            super().__init__(arch, mode, cpu)
+            self._wrapped = None
         self._mm = MM()
-        self._blocks: dict[int, IntervalNotifier] = {}
-        self._insns: dict[int, tuple[IntervalNotifier, tuple[Insn, ...]]] = {}
-        self._hook_ranges: dict[int, tuple[int, int]] = {}
-        self._cs = disassembler if disassembler is not None else _capstone_for(uc)
+        self._ptr_maps: list[tuple[int, int, int]] = []  # (address, size, host pointer)
+        self._hooks: dict[int, tuple[int, int, int]] = {}  # handle -> (type, begin, end)
+        self._ctl = uclib.uc_ctl
         self.stats = Stats()
-        self._track_guest_writes = track_guest_writes
-        self._watched: dict[int, int] = {}  # watched 4 KiB window -> its write hook
-        self._own_hooks: list[int] = [
-            uc.hook_add(unicorn.UC_HOOK_BLOCK, self._on_block, None, code_begin, code_end)
-        ]
-        uc.ctl_flush_tb()
+        #: A mutation spanning more mapped bytes than this flushes the whole TB cache instead
+        #: of removing its TBs range by range: a ranged removal costs per TB in the range, a
+        #: flush per TB cached, plus re-translating everything that runs again.
+        self.flush_bytes = 64 << 20
+        self._refresh_regions()
+        if self._wrapped is not None:
+            self._flush()
 
-    # ----------------------------------------------------------------- introspection
-
-    @property
-    def uc(self) -> Uc:
-        """The wrapped emulator (run it, read registers; mutate through the layer)."""
-        return self._uc
+    # ----------------------------------------------------------------- state
 
     @property
     def mm(self) -> MM:
-        """The layer's address space: one native subscription per cached block/analysis."""
+        """The layer's address space: subscribe your caches here (any range, any tag)."""
         return self._mm
-
-    def blocks(self) -> list[BlockInfo]:
-        """The blocks the layer holds as cached, in address order."""
-        return [BlockInfo(s.start, s.last + 1) for _, s in sorted(self._blocks.items())]
-
-    def is_cached(self, address: int) -> bool:
-        """True if a block starting at ``address`` is held as cached."""
-        return address in self._blocks
 
     def reset_stats(self) -> Stats:
         """Return the counters so far and start new ones."""
         old, self.stats = self.stats, Stats()
         return old
 
-    # ----------------------------------------------------------------- learning blocks
+    def _refresh_regions(self) -> None:
+        """Re-read the mapped regions (each one contiguous in Unicorn's RAM) after a (re)map."""
+        regions = sorted((begin, end + 1) for begin, end, _ in super().mem_regions())
+        self._starts = [begin for begin, _ in regions]
+        self._ends = [end for _, end in regions]
 
-    def _learn(self, start: int, size: int) -> None:
-        """Hold ``[start, start + size)`` as a cached block (replacing a stale size)."""
-        size = max(1, min(size, _U64_MAX - start + 1))
-        old = self._blocks.get(start)
-        if old is not None:
-            if old.length == size:
-                return
-            old.remove()
-        self._blocks[start] = self._mm.insert_interval_notifier(start, size, tag=start)
-        self.stats.translations[start] += 1
-        if self._track_guest_writes:
-            self._watch(start, start + size - 1)
+    # ----------------------------------------------------------------- dropping TBs
 
-    def _watch(self, first: int, last: int) -> None:
-        """Follow guest stores into the 4 KiB windows of ``[first, last]``.
+    def _flush(self) -> None:
+        super().ctl_flush_tb()
+        self.stats.flushes += 1
 
-        One write hook per window that ever held a cached block: stores elsewhere (stack,
-        data) never call Python. A window stays watched once code was seen there.
+    def _drop_tbs(self, start: int, end: int) -> None:
+        """Drop every TB overlapping ``[start, end)``: one ranged call per mapped region.
+
+        ``ctl_remove_cache`` translates only its first address and walks Unicorn's RAM from
+        there, so one call reaches the rest of that region only; a range starting in a hole
+        does nothing at all. Hence the split at region boundaries.
         """
-        for window in range(first >> _WINDOW_BITS, (last >> _WINDOW_BITS) + 1):
-            if window not in self._watched:
-                lo = window << _WINDOW_BITS
-                self._watched[window] = self._uc.hook_add(
-                    unicorn.UC_HOOK_MEM_WRITE, self._on_guest_write, None, lo, lo + (1 << _WINDOW_BITS) - 1
-                )
+        starts, ends = self._starts, self._ends
+        i = bisect_right(starts, start) - 1
+        if i >= 0 and end <= ends[i]:  # the common case: inside one region
+            self._remove_cache(start, end)
+            return
+        pieces: list[tuple[int, int]] = []
+        for j in range(max(i, 0), len(starts)):
+            if starts[j] >= end:
+                break
+            lo, hi = max(start, starts[j]), min(end, ends[j])
+            if lo < hi:
+                pieces.append((lo, hi))
+        if sum(hi - lo for lo, hi in pieces) > self.flush_bytes:
+            self._flush()
+            return
+        for lo, hi in pieces:
+            self._remove_cache(lo, hi)
 
-    def _on_block(self, uc: Uc, address: int, size: int, user_data: object) -> None:
-        """Unicorn block hook: a block about to run; new to the layer means just translated."""
-        sub = self._blocks.get(address)
-        if sub is None or sub.length != size:
-            self._learn(address, size)
+    def _remove_cache(self, start: int, end: int) -> None:
+        """``ctl_remove_cache(start, end)``, with the request encoded once (``_REMOVE_CACHE``)."""
+        self._ctl(self._uch, _REMOVE_CACHE, ctypes.c_uint64(start), ctypes.c_uint64(end))
+        self.stats.tb_removals += 1
 
-    def _on_guest_write(
-        self, uc: Uc, access: int, address: int, size: int, value: int, user_data: object
-    ) -> None:
-        """Unicorn write hook: a guest store; QEMU drops the TBs, the layer its own view."""
-        self._invalidate(address, address + size, Event.CLEAR, None, remove_tb=False)
+    def _aliases(self, start: int, end: int) -> list[tuple[int, int]]:
+        """Other guest ranges showing the same host bytes as ``[start, end)`` (``mem_map_ptr``)."""
+        out: list[tuple[int, int]] = []
+        for address, size, ptr in self._ptr_maps:
+            lo, hi = max(start, address), min(end, address + size)
+            if lo >= hi:
+                continue
+            host_lo, host_hi = ptr + lo - address, ptr + hi - address
+            for other, other_size, other_ptr in self._ptr_maps:
+                a, b = max(host_lo, other_ptr), min(host_hi, other_ptr + other_size)
+                if a < b and other != address:
+                    out.append((other + a - other_ptr, other + b - other_ptr))
+        return out
 
-    def request_cache(self, address: int) -> BlockInfo:
-        """Translate the block at ``address`` now (``ctl_request_cache``) and hold it."""
-        pc, _icount, size = self._uc.ctl_request_cache(address)
-        self._learn(pc, size)
-        return BlockInfo(pc, pc + max(size, 1))
+    def _mutate(self, start: int, end: int, event: Event, mutate: Callable[[], Any], *, drop_first: bool) -> Any:
+        """Run ``mutate()`` as one invalidation of ``[start, end)`` (and its aliases).
 
-    # ----------------------------------------------------------------- the invalidation
-
-    def _invalidate(
-        self,
-        start: int,
-        end: int,
-        event: Event,
-        mutate: Optional[Callable[[], Any]],
-        *,
-        remove_tb: bool = True,
-        drop_after: bool = False,
-    ) -> Any:
-        """One invalidation of ``[start, end)`` around ``mutate()``; returns its result.
-
-        Transition: idle -> invalidating (``mm.invalidate`` start) -> idle (its end), then
-        the reached subscriptions are removed (they are no longer walked, so no wait).
+        Unicorn's TBs are dropped before the mutation when ``drop_first`` (the mapping must
+        still be there for Unicorn to find them), after it otherwise. Your subscriptions see
+        the invalidation start before the mutation and its end after it, as in the kernel.
         """
-        start = min(start, _U64_MAX - 1)
-        end = min(max(end, start + 1), _U64_MAX)
-        self.stats.invalidations += 1
-        doomed: list[IntervalNotifier] = []
-        result: Any = None
+        self._check_range(start, end)
+        ranges = [(start, end), *self._aliases(start, end)] if self._ptr_maps else [(start, end)]
+        notify = len(self._mm) != 0
+        opened: list[Range] = []
         try:
-            with self._mm.invalidate(start, end, event):
-                if mutate is not None and drop_after:
-                    result = mutate()
-                self._drop(self._mm.drain_invalidated(), doomed, remove_tb)
-                if mutate is not None and not drop_after:
-                    result = mutate()
+            if notify:
+                for lo, hi in ranges:
+                    rng = Range(lo, hi, event)
+                    self._mm.invalidate_range_start(rng)  # one that raises ended itself (D1)
+                    opened.append(rng)
+                    self.stats.invalidations += 1
+            if drop_first:
+                for lo, hi in ranges:
+                    self._drop_tbs(lo, hi)
+            result = mutate()
+            if not drop_first:
+                for lo, hi in ranges:
+                    self._drop_tbs(lo, hi)
+            return result
         finally:
-            for sub in doomed:
-                sub.remove()
-        return result
+            for rng in reversed(opened):
+                self._mm.invalidate_range_end(rng)
 
-    def _drop(self, tags: list[Any], doomed: list[IntervalNotifier], remove_tb: bool) -> None:
-        """Forget every block and analysis named by ``tags`` (pairs with ``_learn``)."""
-        for tag in tags:
-            if isinstance(tag, _InsnTag):
-                entry = self._insns.pop(tag.start, None)
-                if entry is not None:
-                    doomed.append(entry[0])
-                    self.stats.analyses_dropped += 1
-                continue
-            sub = self._blocks.pop(tag, None)
-            if sub is None:
-                continue
-            doomed.append(sub)
-            self.stats.dropped[tag] += 1
-            if remove_tb:
-                self._uc.ctl_remove_cache(sub.start, min(sub.last + 1, _U64_MAX))
-                self.stats.tb_removals += 1
+    @staticmethod
+    def _check_range(start: int, end: int) -> None:
+        if not 0 <= start < end <= _U64_MAX + 1:
+            raise ValueError(f"bad range [{start:#x}, {end:#x})")
 
-    def invalidate(self, start: int, end: int, event: Event = Event.CLEAR) -> None:
-        """Drop every cached block and analysis overlapping ``[start, end)``.
+    def invalidate(self, start: int, end: int, event: Event = Event.CLEAR, *, virtual: bool = False) -> None:
+        """Treat ``[start, end)`` as mutated behind Unicorn's back: drop its TBs, notify ``mm``.
 
-        For mutations the layer does not wrap, e.g. host memory behind ``mem_map_ptr``
-        changed directly: call it after the change (or before, for an unmap).
+        For what the layer cannot see, e.g. host memory behind ``mem_map_ptr`` written
+        directly (call it after the write). ``virtual=True``: the range is a guest virtual
+        one (``UC_TLB_VIRTUAL``), dropped page by page, as each page may map anywhere.
+        ``start >= end`` is ``ValueError``.
         """
-        if start >= end:
-            raise ValueError(f"empty range [{start:#x}, {end:#x})")
-        self._invalidate(start, end, event, None)
+        end = min(end, _U64_MAX)
+        if not virtual:
+            self._mutate(start, end, event, lambda: None, drop_first=True)
+            return
+        self._check_range(start, end)
+        if end - start > self.flush_bytes:
+            self._flush()
+        else:
+            page = super().ctl_get_page_size()
+            for lo in range(start & -page, end, page):
+                self._remove_cache(max(lo, start), min(lo + page, end))
+        self._notify(start, end, event)
 
-    # ----------------------------------------------------------------- mutation sources
+    def _notify(self, start: int, end: int, event: Event) -> None:
+        """One start/end pair on ``mm`` over ``[start, end)``, when anything is subscribed."""
+        if len(self._mm):
+            rng = Range(start, end, event)
+            self._mm.invalidate_range_start(rng)  # one that raises ended itself (D1)
+            self._mm.invalidate_range_end(rng)
+            self.stats.invalidations += 1
+
+    # ----------------------------------------------------------------- mutations
 
     def mem_write(self, address: int, data: bytes) -> None:
-        """``uc.mem_write`` after dropping the blocks it overlaps (``Event.CLEAR``)."""
-        if len(data) == 0:
-            self._uc.mem_write(address, data)
+        """``Uc.mem_write`` inside one ``CLEAR`` invalidation of its bytes on ``mm``; then
+        drops the TBs they overlap (also at the other mappings of ``mem_map_ptr`` memory)."""
+        if not data:
+            super().mem_write(address, data)
             return
-        self._invalidate(address, address + len(data), Event.CLEAR, lambda: self._uc.mem_write(address, data))
+        end = address + len(data)
+        if not self._ptr_maps and not len(self._mm):
+            # the hot path of a storm: no Python beyond this frame
+            super().mem_write(address, data)
+            self._drop_tbs(address, end)
+            return
+        self._mutate(address, end, Event.CLEAR, lambda: super(CoherentUc, self).mem_write(address, data), drop_first=False)
 
     def mem_unmap(self, address: int, size: int) -> None:
-        """``uc.mem_unmap`` after dropping the blocks of the range (``Event.UNMAP``)."""
-        self._invalidate(address, address + size, Event.UNMAP, lambda: self._uc.mem_unmap(address, size))
+        """``Uc.mem_unmap`` after dropping the TBs of the range (``UNMAP``)."""
+        self._mutate(address, address + size, Event.UNMAP, lambda: super(CoherentUc, self).mem_unmap(address, size), drop_first=True)
+        self._ptr_maps = [m for m in self._ptr_maps if not (address <= m[0] < address + size)]
+        self._refresh_regions()
 
     def mem_protect(self, address: int, size: int, perms: int = unicorn.UC_PROT_ALL) -> None:
-        """``uc.mem_protect`` after dropping the blocks of the range (``PROTECTION_PAGE``)."""
-        self._invalidate(
-            address, address + size, Event.PROTECTION_PAGE, lambda: self._uc.mem_protect(address, size, perms)
-        )
-
-    def mem_map(self, address: int, size: int, perms: int = unicorn.UC_PROT_ALL) -> None:
-        """``uc.mem_map``; then drops any block still held in the range (``Event.UNMAP``).
-
-        Remapping at the same address is a new page: nothing translated from the old one may
-        run. Blocks are dropped after mapping, so that Unicorn can resolve their address.
-        """
-        self._invalidate(
-            address, address + size, Event.UNMAP, lambda: self._uc.mem_map(address, size, perms), drop_after=True
-        )
-
-    def mem_map_ptr(self, address: int, size: int, perms: int, ptr: int) -> None:
-        """``uc.mem_map_ptr``, like :meth:`mem_map`."""
-        self._invalidate(
+        """``Uc.mem_protect`` after dropping the TBs of the range (``PROTECTION_PAGE``)."""
+        self._mutate(
             address,
             address + size,
-            Event.UNMAP,
-            lambda: self._uc.mem_map_ptr(address, size, perms, ptr),
-            drop_after=True,
+            Event.PROTECTION_PAGE,
+            lambda: super(CoherentUc, self).mem_protect(address, size, perms),
+            drop_first=True,
         )
+        self._refresh_regions()  # a partial protect splits a region
+
+    def mem_map(self, address: int, size: int, perms: int = unicorn.UC_PROT_ALL) -> None:
+        """``Uc.mem_map``; a new mapping is new memory for ``mm``'s subscribers (``UNMAP``)."""
+        self._map(address, size, lambda: super(CoherentUc, self).mem_map(address, size, perms))
+
+    def mem_map_ptr(self, address: int, size: int, perms: int, ptr: int) -> None:
+        """``Uc.mem_map_ptr``, like :meth:`mem_map`; writes are also seen at other mappings
+        of the same host memory."""
+        self._map(address, size, lambda: super(CoherentUc, self).mem_map_ptr(address, size, perms, ptr))
+        self._ptr_maps.append((address, size, ptr))
+
+    def mmio_map(self, address: int, size: int, *args: Any, **kwargs: Any) -> None:
+        """``Uc.mmio_map``, like :meth:`mem_map`."""
+        self._map(address, size, lambda: super(CoherentUc, self).mmio_map(address, size, *args, **kwargs))
+
+    def _map(self, address: int, size: int, mapper: Callable[[], None]) -> None:
+        self._check_range(address, address + size)
+        mapper()
+        self._refresh_regions()
+        if len(self._mm):
+            self._mutate(address, address + size, Event.UNMAP, lambda: None, drop_first=False)
+
+    def ctl_set_tlb_mode(self, mode: int) -> None:
+        """``Uc.ctl_set_tlb_mode``, then a flush: every TB was translated for the old mode."""
+        super().ctl_set_tlb_mode(mode)
+        self._flush()
+
+    def ctl_set_exits(self, exits: Sequence[int]) -> None:
+        """``Uc.ctl_set_exits``, then a flush: exits are compiled into translated blocks."""
+        super().ctl_set_exits(exits)
+        self._flush()
+
+    # ----------------------------------------------------------------- hooks
+
+    def _drop_hooked(self, htype: int, begin: int, end: int) -> None:
+        if htype & _MEM_HOOKS or begin > end:
+            self._flush()  # whole space (Unicorn's begin > end), or a memory hook
+        elif htype & _CODE_HOOKS:
+            self._drop_tbs(begin, min(end, _U64_MAX - 1) + 1)
 
     def hook_add(
         self,
@@ -396,80 +356,89 @@ class CoherentUc:
         aux1: int = 0,
         aux2: int = 0,
     ) -> int:
-        """``uc.hook_add``; a hook compiled into blocks first drops those of its range.
+        """``Uc.hook_add``; the callback's ``uc`` argument is the layer.
 
-        The range is Unicorn's inclusive ``[begin, end]`` (``begin > end``: everywhere).
+        A code, block, instruction or TCG-opcode hook drops the TBs of its range ``[begin,
+        end]`` (inclusive; ``begin > end``, the default, is every address: a flush); a memory
+        hook (read, write, fetch, read-after) flushes every TB.
         """
-        def add() -> int:
-            handle: int = self._uc.hook_add(htype, callback, user_data, begin, end, aux1, aux2)
-            return handle
-
-        if not htype & _TRANSLATED_HOOKS:
-            return add()
-        lo, hi = _hook_range(begin, end)
-        handle: int = self._invalidate(lo, hi, Event.CLEAR, add)
-        self._hook_ranges[handle] = (lo, hi)
+        handle: int = super().hook_add(htype, callback, user_data, begin, end, aux1, aux2)
+        self._hooks[handle] = (htype, begin, end)
+        if htype & (_CODE_HOOKS | _MEM_HOOKS):
+            self._drop_hooked(htype, begin, end)
         return handle
 
     def hook_del(self, handle: int) -> None:
-        """``uc.hook_del``, dropping the blocks of the range the hook was added over."""
-        rng = self._hook_ranges.pop(handle, None)
-        if rng is None:
-            self._uc.hook_del(handle)
-            return
-        self._invalidate(rng[0], rng[1], Event.CLEAR, lambda: self._uc.hook_del(handle))
+        """``Uc.hook_del``; a code hook's TBs are dropped so they run without its call again."""
+        super().hook_del(handle)
+        htype, begin, end = self._hooks.pop(handle, (0, 1, 0))
+        if htype & _CODE_HOOKS:
+            self._drop_hooked(htype, begin, end)
 
-    # ----------------------------------------------------------------- analysis cache
+    def watch_guest_writes(self, begin: int, end: int) -> int:
+        """Notify ``mm`` of guest stores into ``[begin, end]`` (inclusive); returns a hook handle.
 
-    def instructions(self, address: int) -> tuple[Insn, ...]:
-        """The decoded instructions of the block at ``address``, never stale.
-
-        Served from the analysis cache; a miss decodes the current guest bytes of the block
-        (translating it with ``ctl_request_cache`` if the layer does not hold it) and
-        subscribes the result, so that any later mutation of those bytes drops it.
-        Raises ``ValueError`` if no Capstone disassembler matches the architecture.
+        Costs a Python call per guest store into the range (only there); remove it with
+        :meth:`hook_del`. Unicorn drops its own TBs on such stores by itself.
         """
-        entry = self._insns.get(address)
-        if entry is not None:
-            return entry[1]
-        if self._cs is None:
-            raise ValueError("no Capstone disassembler for this architecture; pass disassembler=")
-        sub = self._blocks.get(address)
-        block = BlockInfo(address, sub.last + 1) if sub is not None else self.request_cache(address)
-        code = bytes(self._uc.mem_read(block.start, block.end - block.start))
-        insns = tuple(Insn(*t) for t in self._cs.disasm_lite(code, block.start))
-        analysis = self._mm.insert_interval_notifier(
-            block.start, block.end - block.start, tag=_InsnTag(block.start)
-        )
-        self._insns[address] = (analysis, insns)
-        return insns
+        if begin > end:
+            raise ValueError(f"empty range [{begin:#x}, {end:#x}]")
+        return self.hook_add(unicorn.UC_HOOK_MEM_WRITE, self._on_guest_write, None, begin, end)
 
-    def cached_analyses(self) -> Mapping[int, tuple[Insn, ...]]:
-        """A snapshot of the analysis cache: block start -> instructions."""
-        return {start: insns for start, (_, insns) in self._insns.items()}
+    def _on_guest_write(self, uc: Uc, access: int, address: int, size: int, value: int, data: object) -> None:
+        self._notify(address, min(address + size, _U64_MAX), Event.CLEAR)
 
     # ----------------------------------------------------------------- lifetime
 
     def close(self) -> None:
-        """Delete the layer's hooks and subscriptions; Unicorn is left usable, uncached."""
-        for handle in self._own_hooks + list(self._watched.values()):
-            self._uc.hook_del(handle)
-        self._own_hooks.clear()
-        self._watched.clear()
-        for sub in list(self._blocks.values()) + [s for s, _ in self._insns.values()]:
-            sub.remove()
-        self._blocks.clear()
-        self._insns.clear()
-        self._uc.ctl_flush_tb()
+        """Delete the hooks added through the layer and release its emulator.
+
+        A layer made with ``CoherentUc(arch, mode)`` closes its engine; one made with
+        ``CoherentUc(uc)`` flushes the TB cache and leaves ``uc`` usable (uncached). Either
+        way, every later call on the layer raises :class:`LayerClosedError`.
+        """
+        for handle in list(self._hooks):
+            Uc.hook_del(self, handle)
+        self._hooks.clear()
+        if self._wrapped is None:
+            finalizer: Optional[weakref.finalize[Any, Any]] = self.__dict__.get("_Uc__finalizer")
+            if finalizer is not None:
+                finalizer()
+        else:
+            self._flush()
+        self.__class__ = _closed_class(type(self))
 
     def __enter__(self) -> CoherentUc:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        if not isinstance(self, _Closed):
+            self.close()
 
-    def __iter__(self) -> Iterator[BlockInfo]:
-        return iter(self.blocks())
 
-    def __len__(self) -> int:
-        return len(self._blocks)
+def _refuse(self: object, name: str) -> NoReturn:
+    raise LayerClosedError(f"CoherentUc.{name}: the layer is closed")
+
+
+def _closed_getattribute(self: object, name: str) -> Any:
+    if name.startswith("__"):
+        return object.__getattribute__(self, name)
+    _refuse(self, name)
+
+
+class _Closed:
+    """Marks a closed layer's class."""
+
+    __slots__ = ()
+
+
+_closed: dict[type, type] = {}
+
+
+def _closed_class(cls: type) -> type:
+    """``cls`` with every attribute refused: what a closed layer becomes (same layout)."""
+    closed = _closed.get(cls)
+    if closed is None:
+        closed = type(f"Closed{cls.__name__}", (cls, _Closed), {"__slots__": (), "__getattribute__": _closed_getattribute})
+        _closed[cls] = closed
+    return closed

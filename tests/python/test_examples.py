@@ -18,7 +18,7 @@ import pytest
 import mmn_fast
 from mmn_fast import Event, Range
 from mmn_fast import __main__ as cli
-from mmn_fast._demo import PAGE_SHIFT, Cpu, Device, Perm, Pte, StaleCheck, run_demo
+from mmn_fast._tools.demo import PAGE_SHIFT, Cpu, Device, Perm, Pte, StaleCheck, run_demo
 
 ROOT = Path(__file__).resolve().parents[2]
 

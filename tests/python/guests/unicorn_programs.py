@@ -169,3 +169,93 @@ ARM64: dict[str, Program] = {
 }
 
 PROGRAMS: dict[str, dict[str, Program]] = {"x86_64": X86_64, "arm64": ARM64}
+
+# Added for every architecture (x86-64, ARM64 above; ARM and Thumb below):
+#   0x10600  load_main   one load from 0x30010 (a memory-hook target), then a branch, so
+#                        that the load's block does not hold the run's exit address
+#   0x10700  two_adds    acc += 1 twice, in one block, then the exit instruction
+X86_64.update({
+    # 0x10600: mov rax, qword ptr [0x30010]
+    #   jmp next
+    #   next: hlt
+    'load_main': (0x10600, bytes.fromhex('488b042510000300eb00f4')),
+    # 0x10700: add rbx, 1
+    #   add rbx, 1
+    #   hlt
+    'two_adds': (0x10700, bytes.fromhex('4883c3014883c301f4')),
+})
+ARM64.update({
+    # 0x10600: movz x1, #3, lsl #16
+    #   ldr x0, [x1, #0x10]
+    #   b next
+    #   next: nop
+    'load_main': (0x10600, bytes.fromhex('6100a0d2200840f9010000141f2003d5')),
+    # 0x10700: add x19, x19, #1
+    #   add x19, x19, #1
+    #   nop
+    'two_adds': (0x10700, bytes.fromhex('73060091730600911f2003d5')),
+})
+
+# ARM (A32) and Thumb (T32), hand-encoded (checked with Capstone 5.0.9). The accumulator is
+# r5; the exit instruction is ``mov r0, r0`` (ARM) or ``nop`` (Thumb). Thumb code is entered
+# with the address's low bit set.
+ARM: dict[str, Program] = {
+    # 0x10000: mov r4, #10 / mov r5, #0 / loop: bl 0x10100 / subs r4, r4, #1 / bne loop / mov r0, r0
+    'patch_main': (0x10000, bytes.fromhex('0a40a0e30050a0e33c0000eb014054e2fcffff1a0000a0e1')),
+    # 0x10100: add r5, r5, #1 / bx lr
+    'body': (0x10100, bytes.fromhex('015085e21eff2fe1')),
+    # 0x10100: add r5, r5, #100 / bx lr
+    'body_patched': (0x10100, bytes.fromhex('645085e21eff2fe1')),
+    # 0x10400: mov r6, #0x50000 / blx r6 / mov r5, r0 / mov r0, r0
+    'call_page': (0x10400, bytes.fromhex('0568a0e336ff2fe10050a0e10000a0e1')),
+    # 0x10500: mov r6, #0x40000 / blx r6 / mov r5, r0 / mov r0, r0
+    'call_jit': (0x10500, bytes.fromhex('0468a0e336ff2fe10050a0e10000a0e1')),
+    # 0x11000: mov r0, #3 / bx lr
+    'fn_a': (0x11000, bytes.fromhex('0300a0e31eff2fe1')),
+    # 0x11010: mov r0, #4 / bx lr
+    'fn_b': (0x11010, bytes.fromhex('0400a0e31eff2fe1')),
+    # 0x50000: mov r0, #1 / bx lr
+    'page_v1': (0x50000, bytes.fromhex('0100a0e31eff2fe1')),
+    # 0x50000: mov r0, #2 / bx lr
+    'page_v2': (0x50000, bytes.fromhex('0200a0e31eff2fe1')),
+    # 0x10600: mov r1, #0x30000 / ldr r0, [r1, #0x10] / b next / next: mov r0, r0
+    'load_main': (0x10600, bytes.fromhex('0318a0e3100091e5ffffffea0000a0e1')),
+    # 0x10700: add r5, r5, #1 / add r5, r5, #1 / mov r0, r0
+    'two_adds': (0x10700, bytes.fromhex('015085e2015085e20000a0e1')),
+    # 0x10800: movw r6, #0x1100 / movt r6, #1 / blx r6 (ARM) / mov r5, r0 / add r6, r6, #1 /
+    #   blx r6 (Thumb) / add r5, r0, r5, lsl #4 / mov r0, r0
+    'dual_main': (0x10800, bytes.fromhex('006101e3016040e336ff2fe10050a0e1016086e236ff2fe1055280e00000a0e1')),
+    # 0x11100 as ARM: mov r0, #2 / add r0, r0, #1 / bx lr
+    # 0x11100 as Thumb: movs r2, r0 / b 0x11846
+    'dual_fn': (0x11100, bytes.fromhex('0200a0e3010080e21eff2fe1')),
+    # 0x11846 (Thumb): movs r0, #7 / bx lr
+    'dual_thumb': (0x11846, bytes.fromhex('07207047')),
+}
+
+THUMB: dict[str, Program] = {
+    # 0x10000: movs r4, #10 / movs r5, #0 / loop: bl 0x10100 / subs r4, #1 / bne loop / nop
+    'patch_main': (0x10000, bytes.fromhex('0a24002500f07cf8013cfbd100bf')),
+    # 0x10100: adds r5, #1 / bx lr
+    'body': (0x10100, bytes.fromhex('01357047')),
+    # 0x10100: adds r5, #100 / bx lr
+    'body_patched': (0x10100, bytes.fromhex('64357047')),
+    # 0x10400: movs r6, #5 / lsls r6, r6, #16 / adds r6, #1 / blx r6 / movs r5, r0 / nop
+    'call_page': (0x10400, bytes.fromhex('052636040136b047050000bf')),
+    # 0x10500: movs r6, #4 / lsls r6, r6, #16 / adds r6, #1 / blx r6 / movs r5, r0 / nop
+    'call_jit': (0x10500, bytes.fromhex('042636040136b047050000bf')),
+    # 0x11000: movs r0, #3 / bx lr
+    'fn_a': (0x11000, bytes.fromhex('03207047')),
+    # 0x11010: movs r0, #4 / bx lr
+    'fn_b': (0x11010, bytes.fromhex('04207047')),
+    # 0x50000: movs r0, #1 / bx lr
+    'page_v1': (0x50000, bytes.fromhex('01207047')),
+    # 0x50000: movs r0, #2 / bx lr
+    'page_v2': (0x50000, bytes.fromhex('02207047')),
+    # 0x10600: movs r1, #3 / lsls r1, r1, #16 / ldr r0, [r1, #0x10] / b next / next: nop
+    'load_main': (0x10600, bytes.fromhex('032109040869ffe700bf')),
+    # 0x10700: adds r5, #1 / adds r5, #1 / nop
+    'two_adds': (0x10700, bytes.fromhex('0135013500bf')),
+}
+
+PROGRAMS["arm"] = ARM
+PROGRAMS["thumb"] = THUMB
