@@ -23,7 +23,8 @@ TRIPLET=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo "$(uname -m
 
 if ! command -v patchelf >/dev/null; then
     echo "== apt-get install patchelf" >&2
-    apt-get install -y -q patchelf >&2 || { echo "!! no patchelf: no interpreters" >&2; exit 0; }
+    apt-get install -y -q patchelf >&2 || { apt-get update -q >&2 && apt-get install -y -q patchelf >&2; } \
+        || { echo "!! no patchelf: no interpreters" >&2; exit 0; }
 fi
 
 fetch() {  # $1 version, $2 suite

@@ -123,12 +123,13 @@ print("smoke test: OK")
 PY
 }
 
-# The suites run from a copy that has no python/ directory (tests/python/test_readme.py and
-# friends read README.md, docs/ and examples/ relative to the tests, so those come along).
+# The suites run from a copy that has no python/ directory (tests/python/test_readme.py,
+# test_docs_rules.py and friends read README.md, CHANGELOG.md, docs/ and examples/ relative to
+# the tests, so those come along).
 mkdir -p "$TMP/src/tests" "$TMP/src/benches"
 cp -r tests/python "$TMP/src/tests/python"
 cp benches/*.py "$TMP/src/benches/" 2>/dev/null || true
-cp -r README.md pyproject.toml "$TMP/src/"
+cp -r README.md CHANGELOG.md pyproject.toml "$TMP/src/"
 for d in docs examples; do [ -d "$d" ] && cp -r "$d" "$TMP/src/"; done
 find "$TMP/src" \( -name __pycache__ -o -name .hypothesis -o -name '*.so' \) -prune -exec rm -rf {} +
 [ ! -e "$TMP/src/python" ] && [ ! -e "$TMP/src/mmn_fast" ]
