@@ -348,15 +348,20 @@ fn is_native_u64(format: &[u8]) -> bool {
     }
 }
 
+/// Items decoded per GIL release, between two looks for signals (a few milliseconds of work).
+const DECODE_CHUNK: usize = 1 << 20;
+
 /// Decode a batch given as two u64 arrays into intervals with `make`, the checked constructor of
 /// the batch's convention (`Interval::from_range` for half-open ranges, `Interval::new` for
 /// closed intervals). Every pair is checked before the caller changes anything (D3): unequal
-/// lengths or a bad pair is `ValueError` naming the `item`. Needs no GIL: callers run large
-/// batches detached, so they do not stall other threads.
+/// lengths or a bad pair is `ValueError` naming the `item`. Large batches are decoded with the
+/// GIL released, a chunk at a time, with a look for signals between chunks (Ctrl-C interrupts
+/// the call, and nothing has changed yet).
 pub fn decode_batch(
+    py: Python<'_>,
     firsts: &U64s,
     seconds: &U64s,
-    make: impl Fn(u64, u64) -> Result<Interval, Error>,
+    make: impl Fn(u64, u64) -> Result<Interval, Error> + Sync,
     item: &str,
 ) -> PyResult<Vec<Interval>> {
     let n = firsts.len();
@@ -365,15 +370,23 @@ pub fn decode_batch(
             "the two arrays of {item}s have different lengths"
         )));
     }
-    let (first, second) = (firsts.items(), seconds.items());
     let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        // SAFETY: `i < n`, the length of both batches, which outlive this loop.
-        let pair = unsafe { (first.get(i), second.get(i)) };
-        out.push(
-            make(pair.0, pair.1)
-                .map_err(|err| PyValueError::new_err(format!("{item} {i}: {err}")))?,
-        );
+    while out.len() < n {
+        let chunk = out.len()..n.min(out.len() + DECODE_CHUNK);
+        detach_if_large(py, chunk.len(), || {
+            let (first, second) = (firsts.items(), seconds.items());
+            for i in chunk {
+                // SAFETY: `i < n`, the length of both batches, which outlive this loop.
+                let pair = unsafe { (first.get(i), second.get(i)) };
+                let interval = make(pair.0, pair.1)
+                    .map_err(|err| PyValueError::new_err(format!("{item} {i}: {err}")))?;
+                out.push(interval);
+            }
+            Ok::<_, PyErr>(())
+        })?;
+        if out.len() < n {
+            py.check_signals()?;
+        }
     }
     Ok(out)
 }

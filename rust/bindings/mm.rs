@@ -19,7 +19,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 use super::callbacks::{warn, Collected, StartScope};
-use super::convert::{decode_batch, detach_if_large, EventArg, U64s, EVENT_RELEASE, U64};
+use super::convert::{decode_batch, EventArg, U64s, EVENT_RELEASE, U64};
 use super::errors::would_block;
 use super::range::Range;
 use super::subscription::IntervalNotifier;
@@ -446,9 +446,7 @@ impl MMCore {
             U64s::extract(ends, "ends")?,
         );
         // The whole batch is checked before anything changes (D3), large ones without the GIL.
-        let queries = detach_if_large(py, starts.len(), || {
-            decode_batch(&starts, &ends, Interval::from_range, "range")
-        })?;
+        let queries = decode_batch(py, &starts, &ends, Interval::from_range, "range")?;
         drop((starts, ends));
         let mut hits = 0u64;
         let mut i = 0;

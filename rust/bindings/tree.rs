@@ -142,9 +142,7 @@ impl IntervalTreeCore {
             U64s::extract(starts, "starts")?,
             U64s::extract(lasts, "lasts")?,
         );
-        let intervals = detach_if_large(py, starts.len(), || {
-            decode_batch(&starts, &lasts, Interval::new, "interval")
-        })?;
+        let intervals = decode_batch(py, &starts, &lasts, Interval::new, "interval")?;
         drop((starts, lasts));
         let items: Vec<_> = match values {
             None => intervals.into_iter().map(|iv| (iv, py.None())).collect(),
@@ -179,8 +177,8 @@ impl IntervalTreeCore {
             U64s::extract(starts, "starts")?,
             U64s::extract(lasts, "lasts")?,
         );
-        let (idx, handles) = detach_if_large(py, starts.len(), || {
-            let queries = decode_batch(&starts, &lasts, Interval::new, "query")?;
+        let queries = decode_batch(py, &starts, &lasts, Interval::new, "query")?;
+        let (idx, handles) = detach_if_large(py, queries.len(), || {
             let tree = self.read();
             let mut idx = Vec::new();
             let mut handles = Vec::new();
@@ -190,8 +188,8 @@ impl IntervalTreeCore {
                     handles.push(h.to_bits());
                 }
             }
-            Ok::<_, PyErr>((idx, handles))
-        })?;
+            (idx, handles)
+        });
         Ok((u64_array(py, &idx)?, u64_array(py, &handles)?))
     }
 

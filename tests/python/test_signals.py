@@ -141,6 +141,30 @@ def test_ctrl_c_during_invalidate_many_natives():
     )
 
 
+@pytest.mark.timeout(60)
+def test_ctrl_c_while_a_large_batch_is_decoded():
+    """A large batch is decoded a chunk at a time with the GIL released, looking for signals
+    between chunks: Ctrl-C interrupts the decoding, and nothing has changed (D3). The batch's
+    last range is empty, so without the interrupt the call ends in ValueError before any range
+    runs."""
+    mm = MM()
+    mm.insert_interval_notifier(0x1000, 0x1000, tag="a")
+    n = 8_000_000
+    starts = array("Q", [0x1000]) * n
+    ends = array("Q", [0x1001]) * n
+    ends[-1] = 0x1000
+    seq = mm.invalidate_seq
+    t0 = time.monotonic()
+    with pytest.raises(ValueError, match=f"range {n - 1}"):
+        mm.invalidate_many(starts, ends)
+    decode = time.monotonic() - t0
+    with Sigint(decode / 4) as sig, pytest.raises(KeyboardInterrupt):
+        mm.invalidate_many(starts, ends)
+    assert sig.latency() < LATENCY, f"KeyboardInterrupt {sig.latency():.3f} s after SIGINT"
+    assert mm.invalidate_seq == seq and mm.drain_invalidated() == []
+    consistent(mm)
+
+
 @pytest.mark.timeout(30)
 def test_ctrl_c_inside_callback():
     mm = MM()
