@@ -10,11 +10,12 @@
 #      that the mmn_fast it imported is the installed one in site-packages;
 #   3. another fresh venv, `pip install dist/mmn_fast-*.tar.gz` (a build from source), imported
 #      and smoke-tested.
-# The interpreters: PYTHON (default python3, also used for steps 1 and 3), every python3.11 ..
-# python3.14 on PATH, and CPython 3.13 and 3.14 fetched from Debian's newer suites by
-# scripts/debian-pythons.sh (MMN_DIST_FETCH_PYTHONS=0 skips that). No registry this project
-# reaches has CPython 3.12: it is tested only where it is on PATH. MMN_DIST_EXTRA_PYTHONS
-# (space-separated paths) replaces that search. MMN_DIST_KEEP=1 keeps the temp dir.
+# The interpreters: PYTHON (default python3, also used for steps 1 and 3), then for each of
+# 3.11 .. 3.14 a working python3.MINOR on PATH or pyenv's newest 3.MINOR.x, and for 3.13 / 3.14
+# where neither has one, CPython fetched from Debian's newer suites by scripts/debian-pythons.sh
+# (MMN_DIST_FETCH_PYTHONS=0 skips that). No registry this project reaches has CPython 3.12: it
+# is tested only where it is installed. MMN_DIST_EXTRA_PYTHONS (space-separated paths) replaces
+# that search. MMN_DIST_KEEP=1 keeps the temp dir.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -147,12 +148,25 @@ if [ -n "${MMN_DIST_EXTRA_PYTHONS:-}" ]; then
     read -r -a extra <<< "$MMN_DIST_EXTRA_PYTHONS"
     interpreters+=("${extra[@]}")
 else
+    missing=()
     for minor in 11 12 13 14; do
-        command -v "python3.$minor" >/dev/null && interpreters+=("$(command -v "python3.$minor")")
+        found=""
+        # On PATH (a pyenv shim that has no such version fails: it is skipped), else pyenv's
+        # newest 3.MINOR.x.
+        for py in "$(command -v "python3.$minor" || true)" \
+                $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3."$minor".*/bin/python3."$minor" 2>/dev/null | sort -V -r); do
+            if [ -n "$py" ] && "$py" -c 'import venv' >/dev/null 2>&1; then found=$py; break; fi
+        done
+        if [ -n "$found" ]; then interpreters+=("$found"); else missing+=("3.$minor"); fi
     done
-    if [ "${MMN_DIST_FETCH_PYTHONS:-1}" != 0 ]; then
-        while read -r py; do interpreters+=("$py"); done \
-            < <(bash scripts/debian-pythons.sh "${MMN_DIST_PYTHONS_DIR:-$ROOT/target/debian-pythons}" || true)
+    # Debian's newer suites for the rest (3.13: trixie, 3.14: sid; no suite has 3.12).
+    specs=()
+    for v in "${missing[@]}"; do
+        case $v in 3.13) specs+=(3.13:trixie) ;; 3.14) specs+=(3.14:sid) ;; esac
+    done
+    if [ "${MMN_DIST_FETCH_PYTHONS:-1}" != 0 ] && [ ${#specs[@]} -gt 0 ]; then
+        while read -r py; do interpreters+=("$py"); done < <(bash scripts/debian-pythons.sh \
+            "${MMN_DIST_PYTHONS_DIR:-$ROOT/target/debian-pythons}" "${specs[@]}" || true)
     fi
 fi
 tested=()
