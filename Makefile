@@ -69,9 +69,10 @@ stress: $(VENV)/.installed
 clean:
 	rm -rf $(VENV) target
 
-# Release artifacts: `make dist` builds one manylinux2014 abi3 wheel (maturin --zig, with the Zig
-# toolchain from PyPI's ziglang; no Docker) and an sdist into dist/; `make test-dist` rebuilds
-# them, then installs each into a fresh venv and runs the suites against the installed wheel.
+# Release artifacts: `make dist` builds two manylinux2014 abi3 wheels, cp311 and cp312 (maturin
+# --zig, with the Zig toolchain from PyPI's ziglang; no Docker) and an sdist into dist/;
+# `make test-dist` rebuilds them, then installs them into fresh venvs on every CPython it finds
+# or fetches from Debian and runs the suites against the installed wheel.
 .PHONY: dist test-dist
 dist:
 	PYTHON=$(PYTHON) bash scripts/build-dist.sh

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Build the release artifacts into dist/:
-#   - one abi3 wheel (CPython >= 3.9) for this platform, tagged manylinux2014 (manylinux_2_17):
-#     `maturin build --zig` with the Zig toolchain from PyPI's `ziglang`, so no Docker is needed;
+#   - two abi3 wheels for this platform, tagged manylinux2014 (manylinux_2_17): cp311-abi3
+#     (CPython >= 3.11) and cp312-abi3 (>= 3.12, where PyO3 calls Python callbacks with
+#     vectorcall: ~11% fewer instructions per Python-callback invalidation); pip picks the
+#     highest tag that fits. `maturin build --zig` with the Zig toolchain from PyPI's `ziglang`,
+#     so no Docker is needed;
 #   - one sdist that builds from source (`pip install dist/mmn_fast-*.tar.gz`).
 # The version is Cargo.toml's `version` (maturin writes it into both).
 #
@@ -37,28 +40,36 @@ echo "== maturin $(maturin --version | cut -d' ' -f2), zig $(python -m ziglang v
 mkdir -p "$DIST"
 rm -f "$DIST"/mmn_fast-*.whl "$DIST"/mmn_fast-*.tar.gz
 
+# One wheel per stable-ABI floor: the Cargo feature that sets it (pyproject.toml's default is
+# abi3-py311; --features replaces pyproject's list) and `-i python3.MINOR`: maturin builds an
+# abi3 wheel for a named interpreter that is not installed, but a version-specific one for an
+# installed interpreter older than the floor.
+ABI3_FEATURES="abi3-py311 abi3-py312"
 built=""
-if [ "${MMN_DIST_ZIG:-1}" != 0 ]; then
-    echo "== wheel: maturin build --zig (manylinux2014)"
-    if maturin build --release --locked --zig --compatibility manylinux2014 \
-            -i "$TOOLS/bin/python" --out "$DIST"; then
-        built=zig
-    else
+for abi3 in $ABI3_FEATURES; do
+    features=(--features "python,$abi3" -i "python3.${abi3#abi3-py3}")
+    if [ "${MMN_DIST_ZIG:-1}" != 0 ] && [ "$built" != native ]; then
+        echo "== wheel $abi3: maturin build --zig (manylinux2014)"
+        if maturin build --release --locked --zig --compatibility manylinux2014 "${features[@]}" \
+                --out "$DIST"; then
+            built=zig
+            continue
+        fi
         echo "!! the zig build failed: falling back to a plain maturin build" >&2
     fi
-fi
-if [ -z "$built" ]; then
-    echo "== wheel: maturin build (tag from maturin's own audit of this machine)"
-    maturin build --release --locked -i "$TOOLS/bin/python" --out "$DIST"
+    echo "== wheel $abi3: maturin build (tag from maturin's own audit of this machine)"
+    maturin build --release --locked "${features[@]}" --out "$DIST"
     built=native
-fi
+done
 
 echo "== sdist: maturin sdist"
 maturin sdist --out "$DIST"
 
 wheels=("$DIST"/mmn_fast-*.whl)
-[ ${#wheels[@]} -eq 1 ] || { echo "expected one wheel in $DIST, got ${#wheels[@]}" >&2; exit 1; }
-echo "== auditwheel show"
-auditwheel show "${wheels[0]}"
+[ ${#wheels[@]} -eq 2 ] || { echo "expected two wheels in $DIST, got ${#wheels[@]}" >&2; exit 1; }
+for wheel in "${wheels[@]}"; do
+    echo "== auditwheel show $(basename "$wheel")"
+    auditwheel show "$wheel"
+done
 echo "== built ($built) in $(( $(date +%s) - start ))s:"
 ls -l "$DIST"/mmn_fast-*

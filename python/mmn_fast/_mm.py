@@ -7,7 +7,6 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from ._buffers import u64_bytes
 from ._classic import ClassicList, Notifier
 from ._mmn_fast import MMCore
 from ._types import Event
@@ -57,9 +56,7 @@ class MM(MMCore):
     def invalidate_many(self, starts: Any, ends: Any, event: Any = Event.UNMAP) -> int:
         """Start + end for each range ``[starts[i], ends[i])`` in order; returns the interval
         callbacks made. Native subscriptions are handled with the GIL released."""
-        start_bytes = u64_bytes(starts, "starts")
-        end_bytes = u64_bytes(ends, "ends")
-        return self._invalidate_many(start_bytes, end_bytes, event)
+        return self._invalidate_many(starts, ends, event)
 
     def __repr__(self) -> str:
         return (

@@ -10,7 +10,6 @@ from __future__ import annotations
 from array import array
 from typing import Any
 
-from ._buffers import u64_array, u64_bytes
 from ._mmn_fast import IntervalTreeCore
 
 
@@ -26,14 +25,13 @@ class IntervalTree(IntervalTreeCore):
         """Build from two buffers of u64 (or sequences of ints); the handle of interval ``i``
         is ``i``. O(n log n)."""
         tree = cls()
-        tree._load(u64_bytes(starts, "starts"), u64_bytes(lasts, "lasts"), None if values is None else list(values))
+        tree._load(starts, lasts, values)
         return tree
 
     def overlap_many(self, starts: Any, lasts: Any) -> tuple[array[int], array[int]]:
         """The matches of many queries ``[starts[i], lasts[i]]`` at once: two ``array('Q')`` of
         equal length, (query index, handle), computed with the GIL released."""
-        idx, handles = self._overlap_many(u64_bytes(starts, "starts"), u64_bytes(lasts, "lasts"))
-        return u64_array(idx), u64_array(handles)
+        return self._overlap_many(starts, lasts)
 
     def __repr__(self) -> str:
         return f"<IntervalTree len={len(self)}>"

@@ -1,9 +1,11 @@
 //! Argument conversions shared by the wrappers (API.md "Input conventions").
 
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyFloat, PyTuple};
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyFloat, PyString, PyTuple};
 use pyo3::Borrowed;
 
 use crate::error::Error;
@@ -12,7 +14,7 @@ use crate::interval::Interval;
 /// A u64 argument: anything with `__index__`; a value outside u64 is `OverflowError`.
 ///
 /// The same as `PyO3`'s `u64` extraction, but an `int` takes `PyLong_AsUnsignedLong` where that is
-/// 64 bits wide: on `CPython` 3.9-3.11 `PyLong_AsUnsignedLongLong` goes through a byte-array
+/// 64 bits wide: on `CPython` 3.11 `PyLong_AsUnsignedLongLong` goes through a byte-array
 /// conversion for every multi-digit int (any address above 2**30), a measurable part of a
 /// single-query call.
 #[derive(Clone, Copy)]
@@ -126,36 +128,285 @@ pub fn timeout_arg(timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Option<std::t
     Ok(std::time::Duration::try_from_secs_f64(secs).ok())
 }
 
-/// The native-endian u64 items of `bytes` (a trailing partial item is ignored).
-fn words(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
-    bytes.chunks_exact(8).map(|c| {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(c);
-        u64::from_ne_bytes(word)
-    })
+/// Batches at least this long are decoded with the GIL released; shorter ones would pay more
+/// for the release than for the decoding.
+pub const DETACH_MIN: usize = 1 << 12;
+
+/// Run `f` with the GIL released when the batch is `n >= DETACH_MIN` items long, else attached.
+pub fn detach_if_large<T: Send>(py: Python<'_>, n: usize, f: impl Send + FnOnce() -> T) -> T {
+    if n >= DETACH_MIN {
+        py.detach(f)
+    } else {
+        f()
+    }
 }
 
-/// Decode a batch given as two native-endian u64 arrays (as bytes) into intervals with `make`,
-/// the checked constructor of the batch's convention (`Interval::from_range` for half-open
-/// ranges, `Interval::new` for closed intervals). Every pair is checked before the caller
-/// changes anything (D3): unequal lengths or a bad pair is `ValueError` naming the `item`.
-/// Needs no GIL: callers run it detached, so a large batch does not stall other threads.
-pub fn batch_from_bytes(
-    firsts: &[u8],
-    seconds: &[u8],
-    make: fn(u64, u64) -> Result<Interval, Error>,
+/// A batch argument (API.md "Input conventions"): a one-dimensional buffer of native unsigned
+/// 64-bit integers, read in place, or the values of a sequence of ints.
+///
+/// The buffer stays exported (so its memory stays allocated and its size fixed: `array` and
+/// `bytearray` refuse to resize while exported) until this is dropped, so it can be read with
+/// the GIL released. Another thread may still write the items meanwhile, as with any buffer
+/// shared between threads: each item is read exactly once, and a batch written during the call
+/// is decoded with each item's old or new value (never torn on aligned buffers).
+pub enum U64s {
+    Buffer {
+        export: Export,
+        len: usize,
+        stride: isize,
+    },
+    Ints(Vec<u64>),
+}
+
+/// A buffer exported by its object (`PyObject_GetBuffer`), released (`PyBuffer_Release`) on drop.
+pub struct Export(Box<ffi::Py_buffer>);
+
+// SAFETY: the view is only read after the export (the items through `buf`, from any thread,
+// while the export holds the memory); it is released attached to the interpreter.
+unsafe impl Send for Export {}
+// SAFETY: as above; nothing writes through a shared `Export`.
+unsafe impl Sync for Export {}
+
+impl Export {
+    /// `obj`'s buffer with its format, shape and strides (`PyBUF_RECORDS_RO`).
+    fn get(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let mut view = Box::new(ffi::Py_buffer::new());
+        // SAFETY: `obj` is live, we are attached, and `view` is a writable `Py_buffer`; on
+        // success the exporter filled it and `Drop` releases it exactly once.
+        if unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &raw mut *view, ffi::PyBUF_RECORDS_RO) }
+            != 0
+        {
+            return Err(PyErr::fetch(obj.py()));
+        }
+        Ok(Self(view))
+    }
+
+    /// The item format (`struct` syntax; a missing format means `B`).
+    fn format(&self) -> String {
+        if self.0.format.is_null() {
+            return "B".into();
+        }
+        // SAFETY: a non-null format is a NUL-terminated string owned by the export.
+        unsafe { std::ffi::CStr::from_ptr(self.0.format) }
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+impl Drop for Export {
+    fn drop(&mut self) {
+        Python::attach(|_| {
+            // SAFETY: the view was filled by a successful `PyObject_GetBuffer` and is released
+            // once, attached.
+            unsafe { ffi::PyBuffer_Release(&raw mut *self.0) }
+        });
+    }
+}
+
+impl U64s {
+    /// The batch argument `obj`, named `name` in errors. A buffer of another item format or
+    /// shape, `bytes` / `bytearray` / `str`, a non-int item, and an int outside u64 are errors
+    /// (`TypeError`, `OverflowError`).
+    pub fn extract(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Self> {
+        let not_a_batch = || {
+            let kind = obj
+                .get_type()
+                .name()
+                .map_or_else(|_| "?".into(), |n| n.to_string());
+            PyTypeError::new_err(format!(
+                "{name} must be a buffer of u64 or a sequence of ints, not {kind}"
+            ))
+        };
+        if obj.is_instance_of::<PyBytes>()
+            || obj.is_instance_of::<PyByteArray>()
+            || obj.is_instance_of::<PyString>()
+        {
+            return Err(not_a_batch());
+        }
+        // SAFETY: `obj` is a live object and we are attached; the call only reads its type.
+        if unsafe { ffi::PyObject_CheckBuffer(obj.as_ptr()) } != 0 {
+            return Self::from_buffer(Export::get(obj)?, name);
+        }
+        let Ok(items) = obj.try_iter() else {
+            return Err(not_a_batch());
+        };
+        items
+            .enumerate()
+            .map(|(i, item)| {
+                item?.extract::<U64>().map(|v| v.0).map_err(|err| {
+                    let msg = format!("{name} item {i}: {}", err.value(obj.py()));
+                    if err.is_instance_of::<PyOverflowError>(obj.py()) {
+                        PyOverflowError::new_err(msg)
+                    } else if err.is_instance_of::<PyTypeError>(obj.py()) {
+                        PyTypeError::new_err(msg)
+                    } else {
+                        err
+                    }
+                })
+            })
+            .collect::<PyResult<_>>()
+            .map(Self::Ints)
+    }
+
+    fn from_buffer(export: Export, name: &str) -> PyResult<Self> {
+        let view = &*export.0;
+        let format = export.format();
+        if view.itemsize != 8 || !is_native_u64(format.as_bytes()) {
+            return Err(PyTypeError::new_err(format!(
+                "{name} must hold native unsigned 64-bit integers (format 'Q'), not format {format:?}"
+            )));
+        }
+        if view.ndim != 1 {
+            return Err(PyTypeError::new_err(format!(
+                "{name} must be one-dimensional, not {}-dimensional",
+                view.ndim
+            )));
+        }
+        // SAFETY: a one-dimensional export requested with PyBUF_STRIDES has a one-item shape;
+        // its strides may be NULL, which means contiguous (CPython's buffer protocol).
+        let (len, stride) = unsafe {
+            let stride = if view.strides.is_null() {
+                8
+            } else {
+                *view.strides
+            };
+            (*view.shape, stride)
+        };
+        let len =
+            usize::try_from(len).map_err(|_| PyValueError::new_err("negative buffer shape"))?;
+        Ok(Self::Buffer {
+            export,
+            len,
+            stride,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Buffer { len, .. } => *len,
+            Self::Ints(v) => v.len(),
+        }
+    }
+
+    /// Where the items are.
+    fn items(&self) -> Items {
+        match self {
+            Self::Buffer { export, stride, .. } => Items {
+                base: export.0.buf.cast::<u8>(),
+                stride: *stride,
+                aligned: export.0.buf as usize % 8 == 0 && stride % 8 == 0,
+            },
+            Self::Ints(v) => Items {
+                base: v.as_ptr().cast::<u8>(),
+                stride: 8,
+                aligned: true,
+            },
+        }
+    }
+}
+
+/// Where a batch's items are: item `i` is the 8 bytes at `base + i * stride`.
+#[derive(Clone, Copy)]
+struct Items {
+    base: *const u8,
+    stride: isize,
+    /// Every item is 8-aligned (a buffer need not be: e.g. a memoryview cast at an odd offset).
+    aligned: bool,
+}
+
+impl Items {
+    /// Item `i`, read exactly once (volatile), so that a value checked is the value used even
+    /// if another thread writes the buffer meanwhile.
+    ///
+    /// # Safety
+    /// `i` is below the length of the [`U64s`] these items belong to, which is still alive:
+    /// then the exporter (or the `Vec`) guarantees 8 readable bytes at `base + i * stride`.
+    #[inline]
+    #[allow(clippy::cast_possible_wrap, clippy::cast_ptr_alignment)]
+    unsafe fn get(self, i: usize) -> u64 {
+        // SAFETY: the caller's contract; `i < len <= isize::MAX` so the cast cannot wrap, and
+        // the `u64` read is taken only when the items are 8-aligned.
+        unsafe {
+            let item = self.base.offset(i as isize * self.stride);
+            if self.aligned {
+                item.cast::<u64>().read_volatile()
+            } else {
+                u64::from_ne_bytes(item.cast::<[u8; 8]>().read_volatile())
+            }
+        }
+    }
+}
+
+/// Whether a buffer's item `format` is a native-order unsigned 64-bit integer: `Q` in native or
+/// standard size with native byte order (`Q`, `@Q`, `=Q`, and `<Q` (ctypes) or `>Q` / `!Q` by
+/// the machine's order), or `L` / `@L` where the caller checked that items are 8 bytes.
+fn is_native_u64(format: &[u8]) -> bool {
+    let native_order: &[u8] = if cfg!(target_endian = "little") {
+        b"=<"
+    } else {
+        b"=>!"
+    };
+    match format {
+        [b'Q' | b'L'] | [b'@', b'Q' | b'L'] => true,
+        [order, b'Q'] => native_order.contains(order),
+        _ => false,
+    }
+}
+
+/// Items decoded per GIL release, between two looks for signals (a few milliseconds of work).
+const DECODE_CHUNK: usize = 1 << 20;
+
+/// Decode a batch given as two u64 arrays into intervals with `make`, the checked constructor of
+/// the batch's convention (`Interval::from_range` for half-open ranges, `Interval::new` for
+/// closed intervals). Every pair is checked before the caller changes anything (D3): unequal
+/// lengths or a bad pair is `ValueError` naming the `item`. Large batches are decoded with the
+/// GIL released, a chunk at a time, with a look for signals between chunks (Ctrl-C interrupts
+/// the call, and nothing has changed yet).
+pub fn decode_batch(
+    py: Python<'_>,
+    firsts: &U64s,
+    seconds: &U64s,
+    make: impl Fn(u64, u64) -> Result<Interval, Error> + Sync,
     item: &str,
 ) -> PyResult<Vec<Interval>> {
-    if firsts.len() != seconds.len() {
+    let n = firsts.len();
+    if n != seconds.len() {
         return Err(PyValueError::new_err(format!(
             "the two arrays of {item}s have different lengths"
         )));
     }
-    words(firsts)
-        .zip(words(seconds))
-        .enumerate()
-        .map(|(i, (a, b))| {
-            make(a, b).map_err(|err| PyValueError::new_err(format!("{item} {i}: {err}")))
-        })
-        .collect()
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let chunk = out.len()..n.min(out.len() + DECODE_CHUNK);
+        detach_if_large(py, chunk.len(), || {
+            let (first, second) = (firsts.items(), seconds.items());
+            for i in chunk {
+                // SAFETY: `i < n`, the length of both batches, which outlive this loop.
+                let pair = unsafe { (first.get(i), second.get(i)) };
+                let interval = make(pair.0, pair.1)
+                    .map_err(|err| PyValueError::new_err(format!("{item} {i}: {err}")))?;
+                out.push(interval);
+            }
+            Ok::<_, PyErr>(())
+        })?;
+        if out.len() < n {
+            py.check_signals()?;
+        }
+    }
+    Ok(out)
+}
+
+/// `words` as an `array('Q')` (the type the batch calls return), with one copy.
+pub fn u64_array<'py>(py: Python<'py>, words: &[u64]) -> PyResult<Bound<'py, PyAny>> {
+    static ARRAY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let array = ARRAY.get_or_try_init(py, || {
+        py.import("array")?.getattr("array").map(Bound::unbind)
+    })?;
+    let bytes = PyBytes::new_with(py, std::mem::size_of_val(words), |out| {
+        for (chunk, w) in out.chunks_exact_mut(8).zip(words) {
+            chunk.copy_from_slice(&w.to_ne_bytes());
+        }
+        Ok(())
+    })?;
+    array.bind(py).call1((intern!(py, "Q"), bytes))
 }

@@ -25,10 +25,10 @@ use pyo3::exceptions::PyValueError;
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList};
+use pyo3::types::PyList;
 
 use super::callbacks::{warn, Collected, StartScope};
-use super::convert::{batch_from_bytes, EventArg, EVENT_RELEASE, U64};
+use super::convert::{decode_batch, EventArg, U64s, EVENT_RELEASE, U64};
 use super::errors::would_block;
 use super::locking::acquire;
 use super::pyrefs::PyRefs;
@@ -544,21 +544,24 @@ impl MMCore {
         })
     }
 
-    /// `invalidate_many`'s native part: `starts` and `ends` are native-endian u64 arrays as
-    /// bytes (the Python wrapper takes any buffer). Returns the interval callbacks made.
+    /// `invalidate_many`'s native part: `starts` and `ends` are buffers of u64 or sequences of
+    /// ints. Returns the interval callbacks made.
     fn _invalidate_many(
         slf: &Bound<'_, Self>,
-        starts: &Bound<'_, PyBytes>,
-        ends: &Bound<'_, PyBytes>,
+        starts: &Bound<'_, PyAny>,
+        ends: &Bound<'_, PyAny>,
         event: EventArg,
     ) -> PyResult<u64> {
         let py = slf.py();
         let this = slf.get();
         let event = event.0;
-        let (starts, ends) = (starts.as_bytes(), ends.as_bytes());
-        // The whole batch is checked before anything changes (D3), without the GIL.
-        let queries =
-            py.detach(|| batch_from_bytes(starts, ends, Interval::from_range, "range"))?;
+        let (starts, ends) = (
+            U64s::extract(starts, "starts")?,
+            U64s::extract(ends, "ends")?,
+        );
+        // The whole batch is checked before anything changes (D3), large ones without the GIL.
+        let queries = decode_batch(py, &starts, &ends, Interval::from_range, "range")?;
+        drop((starts, ends));
         let mut hits = 0u64;
         let mut i = 0;
         let mut stopped_at_callback = false;

@@ -19,9 +19,9 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use pyo3::exceptions::{PyKeyError, PyOverflowError, PyValueError};
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::types::{PyList, PyTuple};
 
-use super::convert::{batch_from_bytes, U64};
+use super::convert::{decode_batch, u64_array, U64s, DETACH_MIN, U64};
 use super::locking::acquire;
 use super::pyrefs::PyRefs;
 use crate::interval::Interval;
@@ -165,10 +165,6 @@ fn entries_list(py: Python<'_>, entries: Vec<Entry>) -> PyResult<Bound<'_, PyLis
     Ok(list)
 }
 
-fn to_bytes(words: &[u64]) -> Vec<u8> {
-    words.iter().flat_map(|w| w.to_ne_bytes()).collect()
-}
-
 #[pymethods]
 impl IntervalTreeCore {
     #[new]
@@ -244,17 +240,21 @@ impl IntervalTreeCore {
         self.overlap_list(py, Interval::new(point.0, point.0)?)
     }
 
-    /// Replace the content by the intervals of two native-endian u64 byte arrays (handle `i`
-    /// for the `i`-th); `values` is None or a sequence of the same length.
+    /// `from_arrays`' native part: `starts` and `lasts` are buffers of u64 or sequences of
+    /// ints, `values` an iterable or `None`. Everything is checked before the tree changes (D3).
     fn _load(
         &self,
         py: Python<'_>,
-        starts: &Bound<'_, PyBytes>,
-        lasts: &Bound<'_, PyBytes>,
+        starts: &Bound<'_, PyAny>,
+        lasts: &Bound<'_, PyAny>,
         values: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let (starts, lasts) = (starts.as_bytes(), lasts.as_bytes());
-        let intervals = py.detach(|| batch_from_bytes(starts, lasts, Interval::new, "interval"))?;
+        let (starts, lasts) = (
+            U64s::extract(starts, "starts")?,
+            U64s::extract(lasts, "lasts")?,
+        );
+        let intervals = decode_batch(py, &starts, &lasts, Interval::new, "interval")?;
+        drop((starts, lasts));
         let values: Vec<Py<PyAny>> = match values {
             Some(v) => v
                 .try_iter()?
@@ -273,18 +273,20 @@ impl IntervalTreeCore {
         Ok(())
     }
 
-    /// Every match of many queries: `(query indices, handles)` as two native-endian u64 byte
-    /// arrays, computed with the GIL released.
+    /// Every match of many queries (buffers of u64 or sequences of ints): `(query indices,
+    /// handles)` as two `array('Q')`, computed with the GIL released for large batches.
     fn _overlap_many<'py>(
         &self,
         py: Python<'py>,
-        starts: &Bound<'py, PyBytes>,
-        lasts: &Bound<'py, PyBytes>,
-    ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
-        let (starts, lasts) = (starts.as_bytes(), lasts.as_bytes());
-        let queries = py.detach(|| batch_from_bytes(starts, lasts, Interval::new, "query"))?;
-        let (idx, handles) = py.detach(|| {
-            let tree = self.tree.read().unwrap_or_else(PoisonError::into_inner);
+        starts: &Bound<'py, PyAny>,
+        lasts: &Bound<'py, PyAny>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        let (starts, lasts) = (
+            U64s::extract(starts, "starts")?,
+            U64s::extract(lasts, "lasts")?,
+        );
+        let queries = decode_batch(py, &starts, &lasts, Interval::new, "query")?;
+        let walk = |tree: &IntervalTree<u32>| {
             let mut idx = Vec::new();
             let mut handles = Vec::new();
             for (i, &q) in queries.iter().enumerate() {
@@ -293,9 +295,16 @@ impl IntervalTreeCore {
                     handles.push(h.to_bits());
                 }
             }
-            (to_bytes(&idx), to_bytes(&handles))
-        });
-        Ok((PyBytes::new(py, &idx), PyBytes::new(py, &handles)))
+            (idx, handles)
+        };
+        // A large batch walks with the GIL released (waiting there for the lock is allowed);
+        // a short one takes the lock attached, through `read`, like every other query.
+        let (idx, handles) = if queries.len() >= DETACH_MIN {
+            py.detach(|| walk(&self.tree.read().unwrap_or_else(PoisonError::into_inner)))
+        } else {
+            walk(&self.read(py))
+        };
+        Ok((u64_array(py, &idx)?, u64_array(py, &handles)?))
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
