@@ -144,14 +144,16 @@ def synchronize() -> None:
     global _free_errors
     me = threading.get_ident()
     delay = _FIRST_POLL
-    while _pending_frees:
-        for entry in list(_pending_frees):  # one C call: a consistent snapshot
+    earlier = list(_pending_frees)  # one C call: a consistent snapshot; later ones may wait
+    while earlier:
+        for entry in earlier:
             if entry.free == _FREE_READY:
                 _run_free(entry)  # its runner was interrupted (I3): run it here
-            elif me in entry.running:
+            elif entry.free != _FREE_DONE and me in entry.running:
                 raise RuntimeError("synchronize() from a callback of a notifier whose free "
                                    "is pending would wait for itself")
-        if _pending_frees:
+        earlier = [entry for entry in earlier if entry.free != _FREE_DONE]
+        if earlier:
             delay = _nap(delay)
     fresh: dict[_Entry, BaseException] = {}
     with _LOCK:
@@ -200,7 +202,7 @@ def _claim(entry: _Entry) -> bool:
     """Make ``entry`` the notifier's claim (D6); False if a live registration holds it."""
     home = entry.home
     while True:
-        seen = home.get(_CLAIM)  # read unlocked, then confirmed unchanged in the section
+        seen: Any = home.get(_CLAIM)  # read unlocked, then confirmed unchanged in the section
         live = type(seen) is _Entry and seen.notifier is entry.notifier
         settled = taken = False
         with _LOCK:
@@ -231,16 +233,18 @@ _SKIPPED = object()
 
 
 def _visit(entry: _Entry, work: Callable[[], Any], how: int = _CALL,
-           token: Optional[dict[_Entry, None]] = None) -> Any:
+           token: Optional[dict[_Entry, None]] = None,
+           decided: Optional[dict[_Entry, None]] = None) -> Any:
     """Run ``work()`` as a callback of ``entry``, counted as running meanwhile (R64, R68).
 
     ``how``: ``_CALL`` runs it if the entry is listed; ``_END`` also consumes a pending start
     and skips if there is none (D5); ``_FREE`` runs it if the entry's free is ready (the free
     counts as a running callback, so that ``synchronize()`` from ``free_notifier`` raises
     instead of waiting for itself). With ``token``, a start given to a still-listed entry is
-    counted pending and recorded in ``token`` (for ``abort``). Returns ``work()``'s result, or
-    ``_SKIPPED``. The counting follows I3: nothing can raise between the section that counts
-    and the ``try`` that uncounts, and the uncounting is inline.
+    counted pending and recorded in ``token`` (for ``abort``); ``decided`` records that the
+    entry was looked at (see ``_each``). Returns ``work()``'s result, or ``_SKIPPED``. The
+    counting follows I3: nothing can raise between the section that counts and the ``try``
+    that uncounts, and the uncounting is inline.
     """
     me = threading.get_ident()
     counted = False
@@ -257,6 +261,8 @@ def _visit(entry: _Entry, work: Callable[[], Any], how: int = _CALL,
             if counted:
                 entry.busy += 1
                 entry.running[me] = entry.running[me] + 1 if me in entry.running else 1
+            if decided is not None:
+                decided[entry] = None
         return work() if counted else _SKIPPED
     finally:
         if counted:
@@ -299,28 +305,34 @@ def _schedule_free(entry: _Entry) -> None:
     ready = False
     try:
         with _LOCK:
-            _pending_frees[entry] = None
-            if entry.busy:  # T63: a callback running on this thread (put() from release) counts
-                entry.free = _FREE_WAITING
-            else:
-                entry.free = _FREE_READY
-                ready = True
+            if entry.free == _NO_FREE:  # once, however often it is asked (I3)
+                _pending_frees[entry] = None
+                # T63: a callback running on this thread (put() from release) counts too.
+                entry.free = _FREE_WAITING if entry.busy else _FREE_READY
+            ready = entry.free == _FREE_READY
     finally:
         if ready:
             _run_free(entry)
 
 
-def _each(entries: Iterable[_Entry], visit: Callable[[_Entry], bool],
-          errors: list[BaseException]) -> None:
-    """``visit(entry)`` for each entry until one returns True. An exception escaping a visit
-    (an interrupt: callbacks' own are collected by ``_call``) is collected and the walk goes
-    on (I3, D11)."""
-    it = iter(entries)
+def _each(entries: tuple[_Entry, ...], visit: Callable[[_Entry, dict[_Entry, None]], bool],
+          errors: list[BaseException], decided: dict[_Entry, None]) -> None:
+    """``visit(entry, decided)`` for each entry not yet in ``decided``, until one returns True.
+
+    An exception escaping a visit (an interrupt: callbacks' own are collected by ``_call``) is
+    collected and the walk goes on (I3, D11). An entry interrupted before its visit decided
+    anything (before ``_visit`` counted it or found it unlisted) is visited again, and a hook
+    that is interrupted outside this loop calls it again with the same ``decided``: so an
+    interrupt never makes a notifier miss the end of a start it was given, nor get two.
+    """
+    i, n = 0, len(entries)
     while True:
         try:
-            for entry in it:
-                if visit(entry):
+            while i < n:
+                if entries[i] not in decided and visit(entries[i], decided):
                     return
+                if entries[i] in decided:
+                    i += 1
             return
         except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
             errors.append(exc)
@@ -479,20 +491,37 @@ class ClassicList:
         or the notifier is already registered on any MM (D6, R65); then nothing changes."""
         if mm._released:
             raise ValueError("the address space was released; it takes no new notifier")
-        claimed = False
         try:
-            claimed = _claim(entry)
-            if not claimed:
+            if not _claim(entry):
                 raise ValueError(f"this {type(entry.notifier).__name__} is already registered")
             self._publish(entry)
         finally:
-            if claimed:
-                if entry.published:
-                    self._sync_flag(mm)
-                else:
-                    _unclaim(entry)
+            late = None
+            while True:  # I3: settle even if interrupted (each step may be redone), re-raise after
+                try:
+                    self._settle_add(entry, mm)
+                    break
+                except BaseException as exc:  # noqa: BLE001 - re-raised below
+                    late = exc
+            if late is not None:
+                raise late
         if not entry.published:
             raise ValueError("the address space was released; it takes no new notifier")
+
+    def _settle_add(self, entry: _Entry, mm: Any) -> None:
+        """After a registration attempt: a published entry turns the core's flag on, a claim
+        that was not published is dropped (both idempotent, I3)."""
+        if entry.published:
+            self._sync_flag(mm)
+        elif entry.claimed:
+            _unclaim(entry)
+
+    def _drop(self, entry: _Entry, mm: Any, free: bool) -> None:
+        """Unlist and unclaim a leaving entry, then maybe schedule its free (idempotent, I3)."""
+        self._unlist(entry, mm)
+        _unclaim(entry)
+        if free:
+            _schedule_free(entry)
 
     def _get_existing(self, cls: type) -> Optional[Notifier]:
         """Take one more reference on the listed notifier made for ``cls`` (R66)."""
@@ -545,25 +574,32 @@ class ClassicList:
         _check_notifier(notifier)
         mm = self._mm()
         entry = _claim_of(notifier)
+        if entry is None:
+            raise ValueError(f"this {type(notifier).__name__} is not registered here")
         errors: list[BaseException] = []
         mine = False
         try:
-            if entry is not None:
-                with _LOCK:
-                    mine = entry.claimed and entry.owner is self and not entry.leaving
-                    if mine:
-                        entry.leaving = True  # a second unregister raises at once (D6)
+            with _LOCK:
+                mine = entry.claimed and entry.owner is self and not entry.leaving
+                if mine:
+                    entry.leaving = True  # a second unregister raises at once (D6)
             if not mine:
                 raise ValueError(f"this {type(notifier).__name__} is not registered here")
             self._release_once(entry, mm, errors)  # R61: not after mm.release() unhashed it
         finally:
-            if mine:
-                self._unlist(entry, mm)
-                _unclaim(entry)
+            late = None
+            while mine:  # I3: finish even if interrupted, re-raise after
+                try:
+                    self._drop(entry, mm, free=False)
+                    break
+                except BaseException as exc:  # noqa: BLE001 - re-raised below
+                    late = exc
+            if late is not None:
+                raise late
         self._wait_others(entry)
         _raise_collected(errors)
 
-    def get_notifier(self, cls: type) -> Notifier:
+    def get_notifier(self, cls: type[Notifier]) -> Notifier:
         """``mm.get_notifier(cls)`` (R66, R67, T58, T60-T62). Kernel: ``mmu_notifier_get``."""
         if not (isinstance(cls, type) and issubclass(cls, Notifier)):
             raise TypeError(f"get_notifier() takes a Notifier subclass, got {cls!r}")
@@ -592,7 +628,7 @@ class ClassicList:
                 with _LOCK:
                     del self._allocating[key]
 
-    def _alloc_and_add(self, cls: type, mm: Any) -> Notifier:
+    def _alloc_and_add(self, cls: type[Notifier], mm: Any) -> Notifier:
         """The no-match half of get_notifier (R67): allocate (no lock held, D10), register."""
         notifier = cls.alloc_notifier(mm)  # T61: an exception propagates, nothing registered
         if not isinstance(notifier, Notifier):
@@ -628,12 +664,15 @@ class ClassicList:
             if not ok:
                 raise ValueError("put() of a notifier with no reference left")  # D6
         finally:
-            if last:
+            late = None
+            while last:  # I3: finish even if interrupted, re-raise after
                 try:
-                    self._unlist(entry, self._mm())  # no release (R68, T59)
-                    _unclaim(entry)
-                finally:
-                    _schedule_free(entry)
+                    self._drop(entry, self._mm(), free=True)  # no release (R68, T59)
+                    break
+                except BaseException as exc:  # noqa: BLE001 - re-raised below
+                    late = exc
+            if late is not None:
+                raise late
 
     def _check_invariants(self) -> None:
         """Check the bookkeeping of a list at rest (nothing runs on it); for tests."""
@@ -670,14 +709,14 @@ class ClassicList:
         errors: list[BaseException] = []
         said: list[_Entry] = []
 
-        def visit(entry: _Entry) -> bool:
-            result = _visit(entry, lambda: _call(entry, name, args, errors))
+        def visit(entry: _Entry, decided: dict[_Entry, None]) -> bool:
+            result = _visit(entry, lambda: _call(entry, name, args, errors), decided=decided)
             if young and result is not _SKIPPED and _truth(result, errors):
                 said.append(entry)
                 return stop_at_young
             return False
 
-        _each(self._entries, visit, errors)
+        _each(self._entries, visit, errors, {})
         return bool(said), errors
 
     def invalidate_range(self, start: Any, end: Any) -> None:
@@ -714,25 +753,33 @@ class ClassicList:
 
     # -- hooks the Rust core calls (no core lock held; never raise) -------------------------
 
-    def start(self, rng: Any) -> tuple[list[_Entry], bool, list[BaseException]]:
+    def start(self, rng: Any) -> tuple[dict[_Entry, None], bool, list[BaseException]]:
         """The classic side of invalidate_range_start (R44, R45, D1, D2, D5).
 
         Every listed notifier is given the start (counted pending whatever it defines) and
         its ``invalidate_range_start`` is called even after another refused (c2655835).
-        Returns ``(token, refused, errors)``; the token names the notifiers given the start,
-        for ``abort``.
+        Returns ``(token, refused, errors)``; the token names the notifiers given the start
+        (its keys, in list order), for ``abort``.
         """
         token: dict[_Entry, None] = {}
-        refusers: list[_Entry] = []
+        refused = False
         errors: list[BaseException] = []
 
-        def visit(entry: _Entry) -> bool:
-            if _visit(entry, lambda: self._start_one(entry, rng, errors), token=token) is True:
-                refusers.append(entry)
+        def visit(entry: _Entry, decided: dict[_Entry, None]) -> bool:
+            nonlocal refused
+            work = lambda: self._start_one(entry, rng, errors)  # noqa: E731
+            if _visit(entry, work, token=token, decided=decided) is True:
+                refused = True
             return False
 
-        _each(self._entries, visit, errors)
-        return list(token), bool(refusers), errors
+        entries = self._entries
+        decided: dict[_Entry, None] = {}
+        while True:  # I3: an interrupt outside the walk redoes it (decided ones are skipped)
+            try:
+                _each(entries, visit, errors, decided)
+                return token, refused, errors  # no call between the walk and the core
+            except BaseException as exc:  # noqa: BLE001 - handed to the core
+                errors.append(exc)
 
     def _start_one(self, entry: _Entry, rng: Any, errors: list[BaseException]) -> bool:
         """One notifier's ``invalidate_range_start``; True if it refused."""
@@ -761,7 +808,7 @@ class ClassicList:
                           "invalidate_range_end (R45: a notifier that may refuse must not)")
         return True
 
-    def abort(self, token: list[_Entry], rng: Any) -> list[BaseException]:
+    def abort(self, token: Iterable[_Entry], rng: Any) -> list[BaseException]:
         """The failure path of a start (R46, D1): ``invalidate_range_end`` only.
 
         Called after the core ended the interval side. Like ``end`` restricted to the
@@ -770,12 +817,18 @@ class ClassicList:
         """
         errors: list[BaseException] = []
 
-        def visit(entry: _Entry) -> bool:
-            _visit(entry, lambda: _call(entry, "invalidate_range_end", (rng,), errors), _END)
+        def visit(entry: _Entry, decided: dict[_Entry, None]) -> bool:
+            work = lambda: _call(entry, "invalidate_range_end", (rng,), errors)  # noqa: E731
+            _visit(entry, work, _END, decided=decided)
             return False
 
-        _each(token, visit, errors)
-        return errors
+        decided: dict[_Entry, None] = {}
+        while True:  # I3, as in start()
+            try:
+                _each(tuple(token), visit, errors, decided)
+                return errors
+            except BaseException as exc:  # noqa: BLE001 - handed to the core
+                errors.append(exc)
 
     def end(self, rng: Any, only_end: bool) -> list[BaseException]:
         """The classic side of invalidate_range_end (R49, R50, D5).
@@ -783,32 +836,42 @@ class ClassicList:
         Each notifier with a start pending gets ``invalidate_range(mm, start, end)`` (unless
         ``only_end``) then ``invalidate_range_end(range)``, interleaved per notifier.
         """
-        mm = self._mm()
         errors: list[BaseException] = []
 
         def work(entry: _Entry) -> None:
             if not only_end:
-                _call(entry, "invalidate_range", (mm, rng.start, rng.end), errors)
+                _call(entry, "invalidate_range", (self._mm(), rng.start, rng.end), errors)
             _call(entry, "invalidate_range_end", (rng,), errors)
 
-        def visit(entry: _Entry) -> bool:
-            _visit(entry, lambda: work(entry), _END)
+        def visit(entry: _Entry, decided: dict[_Entry, None]) -> bool:
+            _visit(entry, lambda: work(entry), _END, decided=decided)
             return False
 
-        _each(self._entries, visit, errors)
-        return errors
+        entries = self._entries
+        decided: dict[_Entry, None] = {}
+        while True:  # I3, as in start()
+            try:
+                _each(entries, visit, errors, decided)
+                return errors
+            except BaseException as exc:  # noqa: BLE001 - handed to the core
+                errors.append(exc)
 
-    def _release_once(self, entry: _Entry, mm: Any, errors: list[BaseException]) -> None:
+    def _release_once(self, entry: _Entry, mm: Any, errors: list[BaseException],
+                      decided: Optional[dict[_Entry, None]] = None) -> None:
         """Call ``release(mm)`` if ``entry`` is listed and was not released yet (R60, R64).
 
         Once only (Q9), even when a notifier unregisters itself from its own release during
         ``mm.release()``.
         """
-        with _LOCK:
-            first = not entry.released
-            entry.released = True
-        if first:
-            _visit(entry, lambda: _call(entry, "release", (mm,), errors))
+
+        def work() -> None:
+            with _LOCK:
+                first = not entry.released
+                entry.released = True
+            if first:
+                _call(entry, "release", (mm,), errors)
+
+        _visit(entry, work, decided=decided)
 
     def release(self) -> list[BaseException]:
         """The classic side of ``mm.release()`` (R60, R61, T51).
@@ -817,31 +880,35 @@ class ClassicList:
         registered for its owner: a later ``unregister`` calls no second release), then wait
         for their callbacks running on other threads.
         """
-        mm = self._mm()
         errors: list[BaseException] = []
 
-        def visit(entry: _Entry) -> bool:
-            self._release_once(entry, mm, errors)
+        def visit(entry: _Entry, decided: dict[_Entry, None]) -> bool:
+            self._release_once(entry, self._mm(), errors, decided)
             return False
 
-        _each(self._entries, visit, errors)
-        gone: tuple[_Entry, ...] = ()
-        try:
-            with _LOCK:
-                gone = self._entries
-                self._entries = ()  # `gone` keeps the tuple alive (I1)
-                self._dead = True  # D12: nothing is published after this
-        except BaseException as exc:  # noqa: BLE001 - an interrupt (I3): report it
-            errors.append(exc)
-
-        def unlist(entry: _Entry) -> bool:
+        def unlist(entry: _Entry, decided: dict[_Entry, None]) -> bool:
             with _LOCK:
                 entry.listed = False
+                decided[entry] = None
             return False
 
-        _each(gone, unlist, errors)
+        entries, gone = self._entries, self._entries[:0]
+        released: dict[_Entry, None] = {}
+        unlisted: dict[_Entry, None] = {}
+        while True:  # I3: an interrupt redoes what is left (every step is idempotent)
+            try:
+                _each(entries, visit, errors, released)
+                with _LOCK:
+                    if not self._dead:
+                        gone = self._entries
+                        self._entries = ()  # `gone` keeps the tuple alive (I1)
+                        self._dead = True  # D12: nothing is published after this
+                _each(gone, unlist, errors, unlisted)
+                self._sync_flag(self._mm())
+                break
+            except BaseException as exc:  # noqa: BLE001 - handed to the core
+                errors.append(exc)
         try:
-            self._sync_flag(mm)
             for entry in gone:
                 self._wait_others(entry)
         except BaseException as exc:  # noqa: BLE001 - an interrupt: stop waiting, report it
