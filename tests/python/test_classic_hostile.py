@@ -483,6 +483,10 @@ def _check_after_interrupt(mm, notifiers, where):
                     entry.notifier.put()
             else:
                 mm.unregister(entry.notifier)
+        try:
+            synchronize()
+        except KeyboardInterrupt:  # the injected one hit free_notifier: reported here (R69)
+            pass
         synchronize()
 
     _Bg(clean_up).join()
