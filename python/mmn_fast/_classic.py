@@ -118,7 +118,8 @@ class Notifier:
 
         Never waits. The last one unregisters the notifier without calling ``release`` and
         schedules ``free_notifier()``, which runs once every running callback of this notifier
-        has returned, on the thread where the last one returns (here, if none is running).
+        has returned, on the thread where the last one returns (here, if none is running; or
+        in a ``synchronize()`` that finds it ready, if an interrupt stopped that thread).
         ``ValueError`` if the notifier is not registered (D6). Kernel: ``mmu_notifier_put``.
         """
         entry = _claim_of(self)
