@@ -25,8 +25,8 @@ use sync::{AtomicUsize, Condvar, Mutex, MutexGuard, Ordering, TryLockError};
 #[cfg(not(loom))]
 mod sync {
     pub use std::sync::atomic::{AtomicUsize, Ordering};
-    pub use std::sync::{Condvar, Mutex, MutexGuard, TryLockError};
     use std::sync::PoisonError;
+    pub use std::sync::{Condvar, Mutex, MutexGuard, TryLockError};
     use std::time::Duration;
 
     /// Wait for a notification, at most `timeout` (callers re-check their condition).

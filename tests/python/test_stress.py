@@ -14,8 +14,9 @@ Threads, for a bounded time, each with its own ``random.Random(seed + n)``:
   callbacks that insert, remove and ``read_begin`` interval subscriptions and register and
   unregister classic notifiers on the same MM. The collection threshold is lowered, so the
   finalizers also run on the other threads, wherever an allocation starts a collection (inside
-  callbacks and walks included); there a remove, which could wait for the invalidation its own
-  thread holds open, is handed to the collector thread instead.
+  callbacks and walks included). There they read and register/unregister at once, and hand
+  inserts and removes to the collector thread: a remove could wait for the invalidation its own
+  thread holds open, and both take this harness's own locks, which that thread may hold.
 
 Checked while running: no callback after its ``remove()``/``unregister()`` returned or after
 ``free_notifier``, no classic end without a pending start (D5), ``cur_seq`` odd (R83), while a
@@ -77,7 +78,8 @@ class Stress:
         # is never held across anything that allocates (a finalizer may run there).
         self.fin_lock = threading.Lock()
         self.fin_owned: list[tuple[int, object]] = []  # subscriptions the finalizers made
-        self.fin_doomed: list[tuple[int, object]] = []  # removes handed to the collector
+        self.fin_ids: set[int] = set()  # their ids, until a remove action takes one (no lock)
+        self.fin_later: list[tuple[str, int]] = []  # handed to the collector (append/pop only)
         self.fin_closed = False
         self.fin_inflight = 0
         self.fin_ran = 0
@@ -134,8 +136,9 @@ class Stress:
         length = min(length, PAGES * PAGE - start)
         ops = None if kind == "native" else self.make_ops(sid, refuser=kind == "refuser")
         sub = self.mm.insert_interval_notifier(start, length, ops, tag=sid)
+        span = (start, start + length - 1)  # built unlocked: a finalizer may take state_lock
         with self.state_lock:
-            self.expected[sid] = (start, start + length - 1)
+            self.expected[sid] = span
         return sid, sub
 
     def remove(self, sid: int, sub) -> None:
@@ -150,6 +153,9 @@ class Stress:
     # --- finalizers -------------------------------------------------------------------------
     def finalize(self, kind: str, seed: int) -> None:
         """A ``weakref.finalize`` callback: act on the MM from whatever thread collects."""
+        if kind in ("insert", "remove") and threading.current_thread() is not self.collector:
+            self.fin_later.append((kind, seed))  # one atomic list operation, no lock
+            return
         with self.fin_lock:
             if self.fin_closed:
                 return
@@ -158,16 +164,15 @@ class Stress:
             rng = random.Random(seed)
             if kind == "insert":
                 item = self.insert(rng, rng.choice(("native", "callback")))
+                self.fin_ids.add(item[0])
                 with self.fin_lock:
                     self.fin_owned.append(item)
             elif kind == "remove":
                 with self.fin_lock:
                     item = self.fin_owned.pop() if self.fin_owned else None
-                if item is not None and threading.current_thread() is self.collector:
+                if item is not None:
+                    self.fin_ids.discard(item[0])
                     self.remove(*item)
-                elif item is not None:  # this thread may hold an invalidation open
-                    with self.fin_lock:
-                        self.fin_doomed.append(item)
             elif kind == "read":
                 with self.fin_lock:
                     item = self.fin_owned[-1] if self.fin_owned else None
@@ -195,7 +200,7 @@ class Stress:
         except (TimeoutError, RuntimeError):  # its own thread's epoch (R32, D6)
             return
         except ValueError:
-            if sid not in self.removed:  # removed meanwhile by another finalizer: fine
+            if sid in self.fin_ids:  # not being removed by another finalizer
                 raise
             return
         sub.read_retry(seq)
@@ -210,9 +215,9 @@ class Stress:
         if self.fin_inflight:
             self.fail("a finalizer did not finish within 10 s")
         gc.collect()
-        for sid, sub in self.fin_owned + self.fin_doomed:
+        for sid, sub in self.fin_owned:
             self.remove(sid, sub)
-        self.fin_owned, self.fin_doomed = [], []
+        self.fin_owned = []
 
 
 _hits = threading.local()  # the subscriptions the current writer's starts reached
@@ -390,11 +395,10 @@ def collector(st: Stress, rng: random.Random) -> None:
                 weakref.finalize(Doomed(), st.finalize, rng.choice(kinds), rng.randrange(1 << 30))
             if rng.random() < 0.5:  # else left for a collection that another thread starts
                 gc.collect(rng.choice((0, 0, 0, 0, 1, 1, 2)) if rng.random() < 0.1 else 0)
-            with st.fin_lock:
-                doomed, st.fin_doomed = st.fin_doomed, []
-                st.collections += 1
-            for sid, sub in doomed:
-                st.remove(sid, sub)
+                with st.fin_lock:
+                    st.collections += 1
+            while st.fin_later:
+                st.finalize(*st.fin_later.pop())
             st.count()
             time.sleep(rng.random() * 1e-3)
     finally:
