@@ -194,16 +194,14 @@ class Stress:
                 self.fin_inflight -= 1
 
     def finalizer_read(self, sid: int, sub) -> None:
-        """``read_begin`` (bounded: it may run on a thread that holds the epoch open)."""
+        """``read_begin`` then ``read_retry`` (bounded: this thread may hold the epoch open)."""
         try:
-            seq = sub.read_begin(0.05)
+            sub.read_retry(sub.read_begin(0.05))
         except (TimeoutError, RuntimeError):  # its own thread's epoch (R32, D6)
             return
         except ValueError:
             if sid in self.fin_ids:  # not being removed by another finalizer
                 raise
-            return
-        sub.read_retry(seq)
 
     def close_finalizers(self) -> None:
         """On the collector thread at the end: no more actions, then remove what they made."""
