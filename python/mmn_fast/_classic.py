@@ -326,17 +326,21 @@ def _each(entries: tuple[_Entry, ...], visit: Callable[[_Entry, dict[_Entry, Non
     that is interrupted outside this loop calls it again with the same ``decided``: so an
     interrupt never makes a notifier miss the end of a start it was given, nor get two.
     """
-    i, n = 0, len(entries)
+    i, n, tries = 0, len(entries), 0
     while True:
         try:
             while i < n:
                 if entries[i] not in decided and visit(entries[i], decided):
                     return
-                if entries[i] in decided:
-                    i += 1
+                i += 1
+                tries = 0
             return
         except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
             errors.append(exc)
+            tries += 1
+            if i < n and (entries[i] in decided or tries > 3):  # not an interrupt: move on
+                i += 1
+                tries = 0
 
 
 def _set_users(notifier: Notifier, users: int) -> None:
