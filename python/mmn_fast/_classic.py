@@ -2,7 +2,9 @@
 
 SPEC.md sections 2.H-2.L (R43-R69) and decisions D1, D2, D5-D8, D10-D12 are the rules; the
 numbers in comments below point at them. The interval side lives in the Rust core; this module
-is the classic side only.
+is the classic side only. It is one module (over 500 lines) on purpose: invariants I1-I5 below
+are about how every function here takes ``_LOCK`` and survives an interrupt, and checking them
+means reading all of it in one place.
 
 Invariants (issue 10: every rule below exists because breaking it hung or leaked)
 --------------------------------------------------------------------------------
