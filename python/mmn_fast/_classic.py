@@ -577,6 +577,9 @@ class ClassicList:
         Calls ``release(mm)`` if the notifier is still listed, takes it off the list, then
         waits until its callbacks running on other threads have returned (so it may be called
         from the notifier's own callback). A raising ``release`` is re-raised after all that.
+        A finalizer, which may run inside any callback, should drop a notifier with ``put()``
+        (never waits) instead: two threads each inside a callback and each waiting here for
+        the other's could never return (R64's promise, as in the kernel).
         """
         _check_notifier(notifier)
         mm = self._mm()

@@ -95,6 +95,10 @@ _CHILD = textwrap.dedent('''
     stop = threading.Event()
 
     def background():
+        # Its walks stay on its own MM: a finalizer that runs inside a callback and waits in
+        # unregister() for another thread's callback, whose own finalizer waits the same way
+        # for it, would deadlock by R64's very promise (as synchronize_srcu inside an SRCU
+        # read section would); that is the one wait a finalizer must not make.
         third = MM()
         rounds = 0
         while not stop.is_set():
@@ -103,11 +107,14 @@ _CHILD = textwrap.dedent('''
                 litter()
             n = N()
             third.register(n)
-            with mm.invalidate(0, 0x1000):
-                other.invalidate_range(0, 0x1000)
+            with third.invalidate(0, 0x1000):
+                third.invalidate_range(0, 0x1000)
             third.unregister(n)
             shared = mm.get_notifier(Shared)
             shared.put()
+            o = N()
+            other.register(o)
+            other.unregister(o)
 
     worker = threading.Thread(target=background, daemon=True)
     if second_thread:

@@ -12,7 +12,7 @@ Threads, for a bounded time, each with its own ``random.Random(seed + n)``:
 - classic: ``register``/``unregister`` and ``get_notifier``/``put`` of counting notifiers;
 - collector (issue 10): ``gc.collect()`` loops over cyclic garbage carrying ``weakref.finalize``
   callbacks that insert, remove and ``read_begin`` interval subscriptions and register and
-  unregister classic notifiers on the same MM. The collection threshold is lowered, so the
+  put classic notifiers on the same MM. The collection threshold is lowered, so the
   finalizers also run on the other threads, wherever an allocation starts a collection (inside
   callbacks and walks included). There they read and register/unregister at once, and hand
   inserts and removes to the collector thread: a remove could wait for the invalidation its own
@@ -39,6 +39,7 @@ import random
 import sys
 import threading
 import time
+import traceback
 import weakref
 from array import array
 
@@ -179,10 +180,11 @@ class Stress:
                 if item is not None:
                     self.finalizer_read(*item)
             else:
-                n = Counting()
+                # put(), never unregister(): a finalizer may run inside a callback, and two
+                # threads each waiting in unregister() for the other's callback never return.
+                n = Dropped()
                 self.mm.register(n)
-                self.mm.unregister(n)
-                n.gone = True
+                n.put()
             elsewhere = threading.current_thread() is not self.collector
             with self.fin_lock:
                 self.fin_ran += 1
@@ -257,6 +259,10 @@ class Shared(Counting):
 
     def free_notifier(self) -> None:
         self.gone = True
+
+
+class Dropped(Shared):
+    """What the finalizers register and put."""
 
 
 # --- the threads ----------------------------------------------------------------------------
@@ -446,7 +452,12 @@ def run_stress(seed: int, seconds: float, capsys) -> None:
         gc.set_threshold(*old_gc)
     elapsed = time.perf_counter() - t0
     replay = f"replay: MMN_STRESS_SEED={seed} MMN_STRESS_SECONDS={seconds:g}"
-    assert not hung, f"threads hung (watchdog {JOIN} s): {hung}; {replay}"
+    if hung:
+        frames = sys._current_frames()
+        stacks = {t.name: "".join(traceback.format_stack(frames[t.ident]))
+                  for t in threads if t.is_alive() and t.ident in frames}
+        raise AssertionError(f"threads hung (watchdog {JOIN} s): {hung}; {replay}; "
+                             f"violations {st.violations[:3]}; errors {errors[:3]}; {stacks}")
     assert not errors, f"{errors}; {replay}"
     assert not st.violations, f"{st.violations[:10]}; {replay}"
     synchronize()
