@@ -33,15 +33,15 @@ use mmn_fast::protocol::{Ended, Removal, SubKey};
 use mmn_fast::Interval;
 
 /// `loom::model(f)`, printing how many interleavings it explored (loom itself says so only
-/// with `LOOM_LOG`).
+/// with `LOOM_LOG`). The count is per call: the tests run in parallel.
 fn model(name: &str, f: impl Fn() + Sync + Send + 'static) {
-    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let before = RUNS.load(std::sync::atomic::Ordering::Relaxed);
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = runs.clone();
     loom::model(move || {
-        RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         f();
     });
-    let runs = RUNS.load(std::sync::atomic::Ordering::Relaxed) - before;
+    let runs = runs.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!("loom {name}: {runs} interleavings explored");
 }
 
