@@ -14,9 +14,10 @@ Threads, for a bounded time, each with its own ``random.Random(seed + n)``:
   callbacks that insert, remove and ``read_begin`` interval subscriptions and register and
   put classic notifiers on the same MM. The collection threshold is lowered, so the
   finalizers also run on the other threads, wherever an allocation starts a collection (inside
-  callbacks and walks included). There they read and register/unregister at once, and hand
-  inserts and removes to the collector thread: a remove could wait for the invalidation its own
-  thread holds open, and both take this harness's own locks, which that thread may hold.
+  callbacks and walks included). There they read (without waiting) and register/put at once,
+  and hand inserts and removes to the collector thread: a remove could wait for the
+  invalidation its own thread holds open, and both take this harness's own locks, which that
+  thread may hold.
 
 Checked while running: no callback after its ``remove()``/``unregister()`` returned or after
 ``free_notifier``, no classic end without a pending start (D5), ``cur_seq`` odd (R83), while a
@@ -196,9 +197,12 @@ class Stress:
                 self.fin_inflight -= 1
 
     def finalizer_read(self, sid: int, sub) -> None:
-        """``read_begin`` then ``read_retry`` (bounded: this thread may hold the epoch open)."""
+        """``read_begin`` then ``read_retry``. Off the collector thread it must not wait at all:
+        that thread may hold the epoch open, or a lock of this harness that the invalidation
+        holding it needs, and one collection may run hundreds of finalizers."""
+        timeout = 0.05 if threading.current_thread() is self.collector else 0.0
         try:
-            sub.read_retry(sub.read_begin(0.05))
+            sub.read_retry(sub.read_begin(timeout))
         except (TimeoutError, RuntimeError):  # its own thread's epoch (R32, D6)
             return
         except ValueError:
