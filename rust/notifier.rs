@@ -10,12 +10,54 @@
 //! - Only two things wait: `read_begin` and a deferred `remove` (R77). Both wait for
 //!   [`Protocol::seq_changed`], evaluated under the lock, and are woken by the end that closes the
 //!   epoch ([`Notifier::wake_all`], which pairs with [`Notifier::wait_seq_change`]).
+//!
+//! Model checking: built with `--cfg loom`, this very file runs on loom's mutex, condition
+//! variable and atomics (`tests/loom_protocol.rs`), and its waits are untimed there, so that a
+//! lost wake-up shows as a deadlock instead of being papered over by the next timed poll.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use crate::protocol::Protocol;
+use sync::{AtomicUsize, Condvar, Mutex, MutexGuard, Ordering, TryLockError};
+
+/// The synchronisation primitives: the standard library's.
+#[cfg(not(loom))]
+mod sync {
+    pub use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::PoisonError;
+    pub use std::sync::{Condvar, Mutex, MutexGuard, TryLockError};
+    use std::time::Duration;
+
+    /// Wait for a notification, at most `timeout` (callers re-check their condition).
+    pub fn wait_timeout<'a, T>(
+        cv: &Condvar,
+        guard: MutexGuard<'a, T>,
+        timeout: Duration,
+    ) -> MutexGuard<'a, T> {
+        cv.wait_timeout(guard, timeout)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+    }
+}
+
+/// The synchronisation primitives under the model checker: loom's.
+#[cfg(loom)]
+mod sync {
+    pub use loom::sync::atomic::{AtomicUsize, Ordering};
+    pub use loom::sync::{Condvar, Mutex, MutexGuard};
+    pub use std::sync::{PoisonError, TryLockError};
+    use std::time::Duration;
+
+    /// Untimed: only a notification ends the wait, so a lost one is a deadlock loom reports.
+    pub fn wait_timeout<'a, T>(
+        cv: &Condvar,
+        guard: MutexGuard<'a, T>,
+        _timeout: Duration,
+    ) -> MutexGuard<'a, T> {
+        cv.wait(guard).unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 /// One address space's interval side: the protocol state, its lock and its wait queue.
 #[derive(Debug)]
@@ -54,8 +96,8 @@ impl<P> Notifier<P> {
     pub fn try_lock(&self) -> Option<MutexGuard<'_, Protocol<P>>> {
         match self.state.try_lock() {
             Ok(guard) => Some(guard),
-            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => None,
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
         }
     }
 
@@ -80,7 +122,8 @@ impl<P> Notifier<P> {
         let deadline = Instant::now().checked_add(timeout);
         let mut guard = self.lock();
         self.waiters.fetch_add(1, Ordering::SeqCst); // pairs with the load in `wake_all`
-                                                     // Loop invariant: `guard` is held; spurious wake-ups re-check the condition.
+
+        // Loop invariant: `guard` is held; spurious wake-ups re-check the condition.
         let changed = loop {
             if guard.seq_changed(w) {
                 break true;
@@ -92,11 +135,7 @@ impl<P> Notifier<P> {
             if left.is_zero() {
                 break false;
             }
-            guard = self
-                .epoch_closed
-                .wait_timeout(guard, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            guard = sync::wait_timeout(&self.epoch_closed, guard, left);
         };
         self.waiters.fetch_sub(1, Ordering::SeqCst);
         changed

@@ -1,11 +1,11 @@
-//! Model checking of the interval-mode protocol under `loom` (issue 6; SPEC R7-R42, R77, D4).
+//! Model checking of the real `rust/notifier.rs` under `loom` (issues 6, 10; SPEC R7-R42, R77,
+//! D4).
 //!
-//! `mmn_fast::protocol::Protocol` is the real, unmodified state machine; it is wrapped here in
-//! `loom::sync::Mutex` + `Condvar` exactly as `rust/notifier.rs` wraps it in the std ones: every
-//! transition runs under the lock, the closing end wakes with `notify_all` after unlocking, and
-//! the two waiters (`read_begin`, a deferred `remove`) wait while `!seq_changed(w)`, evaluated
-//! under the lock. Unlike `Notifier::wait_seq_change`, the waits here have no timeout slices, so
-//! a lost wake-up is not hidden by a periodic re-check: loom reports it as a deadlock.
+//! Built with `--cfg loom`, `mmn_fast::notifier::Notifier` runs on loom's `Mutex`, `Condvar` and
+//! atomics (the shim at the top of `rust/notifier.rs`), waiter counting and the skipped wake-up
+//! included, and its waits are untimed: the 50 ms poll of the bindings cannot hide a lost
+//! wake-up, which loom reports as a deadlock. `mmn_fast::protocol::Protocol` inside it is the
+//! real state machine too; nothing here re-implements either.
 //!
 //! Each model runs 2-3 threads (an invalidator, an inserter/remover, a reader) and checks, for
 //! every interleaving loom explores:
@@ -18,134 +18,109 @@
 //! - at quiescence `seq` is even, `active == 0`, the deferred list is empty (R81).
 //!
 //! Run (bounded so that it ends in a few minutes; see docs/reliability.md):
-//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 cargo test --release --test loom_protocol`
+//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --test loom_protocol`
 #![allow(unexpected_cfgs)]
 #![cfg(loom)]
 
+use std::time::Duration;
+
 use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
+use loom::sync::{Arc, Mutex};
 use loom::thread;
 
-use mmn_fast::protocol::{Ended, Protocol, Removal, SubKey};
+use mmn_fast::notifier::Notifier;
+use mmn_fast::protocol::{Ended, Removal, SubKey};
 use mmn_fast::Interval;
 
 /// `loom::model(f)`, printing how many interleavings it explored (loom itself says so only
-/// with `LOOM_LOG`).
+/// with `LOOM_LOG`). The count is per call: the tests run in parallel.
 fn model(name: &str, f: impl Fn() + Sync + Send + 'static) {
-    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let before = RUNS.load(std::sync::atomic::Ordering::Relaxed);
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = runs.clone();
     loom::model(move || {
-        RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         f();
     });
-    let runs = RUNS.load(std::sync::atomic::Ordering::Relaxed) - before;
+    let runs = runs.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!("loom {name}: {runs} interleavings explored");
 }
 
-/// The protocol plus test bookkeeping, under one lock (the mm lock).
-struct State {
-    proto: Protocol<&'static str>,
-    /// How many `set_seq` calls the subscription of interest has received.
-    sets: u64,
-}
+/// The real notifier; a subscription's payload counts the `set_seq` calls the reader's check
+/// cares about (kept under the notifier's lock with the rest of the state).
+struct Mm(Notifier<u64>);
 
-/// `rust/notifier.rs` with loom primitives.
-struct Mm {
-    state: Mutex<State>,
-    epoch_closed: Condvar,
-}
+/// No timeout: under loom the wait is untimed anyway, and it must end by a wake-up.
+const FOREVER: Duration = Duration::MAX;
 
 impl Mm {
     fn new() -> Self {
-        Self {
-            state: Mutex::new(State {
-                proto: Protocol::new(),
-                sets: 0,
-            }),
-            epoch_closed: Condvar::new(),
-        }
+        Self(Notifier::new())
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap()
-    }
-
-    /// Pairs with `wake_all`: wait until `seq != w`, read under the lock.
-    fn wait_seq_change(&self, w: u64) {
-        let mut guard = self.lock();
-        // Loop invariant: `guard` is held; spurious wake-ups re-check the condition.
-        while !guard.proto.seq_changed(w) {
-            guard = self.epoch_closed.wait(guard).unwrap();
-        }
-    }
-
-    fn wake_all(&self) {
-        self.epoch_closed.notify_all();
-    }
-
-    fn insert(&self, start: u64, len: u64, name: &'static str) -> SubKey {
+    fn insert(&self, start: u64, len: u64) -> SubKey {
         let iv = Interval::from_start_length(start, len).unwrap();
-        self.lock().proto.insert(iv, false, name).unwrap().0
+        self.0.lock().insert(iv, false, 0).unwrap().0
     }
 
     /// Interval-side start: the keys to call back (collected under the lock) and `cur_seq`.
     fn start(&self, start: u64, end: u64) -> (u64, Vec<SubKey>) {
         let q = Interval::from_range(start, end).unwrap();
         let mut keys = Vec::new();
-        let started = self.lock().proto.start(q, |k, _, _, _| keys.push(k));
+        let started = self.0.lock().start(q, |k, _, _, _| keys.push(k));
         (started.cur_seq, keys)
     }
 
-    /// Interval-side end: wake after unlocking when it closed the epoch.
+    /// Interval-side end, as the bindings do it: wake after unlocking when it closed the epoch.
     fn end(&self) {
-        let ended = self.lock().proto.end().unwrap();
+        let ended = self.0.lock().end().unwrap();
         if let Ended::Closed { freed } = ended {
             drop(freed);
-            self.wake_all();
+            self.0.wake_all();
         }
     }
 
     /// `read_begin`: the subscription's seq, waiting for the epoch when it equals `seq` (R25).
-    /// Also returns `sets` as read in the same lock hold.
+    /// Also returns the subscription's `set_seq` count as read in the same lock hold.
     fn read_begin(&self, key: SubKey) -> (u64, u64) {
         let (s, wait, sets) = {
-            let g = self.lock();
-            let (s, wait) = g.proto.read_begin(key).unwrap();
-            (s, wait, g.sets)
+            let g = self.0.lock();
+            let (s, wait) = g.read_begin(key).unwrap();
+            (s, wait, g.sub(key).unwrap().1.payload)
         };
         if wait {
-            self.wait_seq_change(s);
+            assert!(self.0.wait_seq_change(s, FOREVER));
         }
         (s, sets)
     }
 
     /// `remove` with the 5.18 fix (R39, D4).
     fn remove(&self, key: SubKey) {
-        let removal = self.lock().proto.remove(key).unwrap();
+        let removal = self.0.lock().remove(key).unwrap();
         match removal {
             Removal::Done(_) => {}
-            Removal::Deferred { wait_seq } => self.wait_seq_change(wait_seq),
+            Removal::Deferred { wait_seq } => assert!(self.0.wait_seq_change(wait_seq, FOREVER)),
         }
         // D4: the deferred list was applied before the waiter could return.
         assert!(
-            self.lock().proto.sub(key).is_none(),
+            self.0.lock().sub(key).is_none(),
             "remove returned with the node still linked"
         );
     }
 
     fn set_seq(&self, key: SubKey, cur_seq: u64, count: bool) {
-        let mut g = self.lock();
-        g.proto.sub_mut(key).unwrap().1.set_seq(cur_seq);
+        let mut g = self.0.lock();
+        let (_, sub) = g.sub_mut(key).unwrap();
+        sub.set_seq(cur_seq);
         if count {
-            g.sets += 1;
+            sub.payload += 1;
         }
     }
 
     fn check_quiescent(&self) {
-        let g = self.lock();
-        assert_eq!(g.proto.seq() & 1, 0, "seq odd at quiescence");
-        assert_eq!(g.proto.active(), 0, "active at quiescence");
-        g.proto.check_invariants().unwrap();
+        let g = self.0.lock();
+        assert_eq!(g.seq() & 1, 0, "seq odd at quiescence");
+        assert_eq!(g.active(), 0, "active at quiescence");
+        g.check_invariants().unwrap();
     }
 }
 
@@ -181,9 +156,9 @@ fn reader(mm: &Mm, drv: &Driver, key: SubKey) {
     let pte = drv.pte.load(Ordering::SeqCst);
     let mut mirror = drv.mirror.lock().unwrap();
     let (retry, sets_now) = {
-        let g = mm.lock();
-        let retry = g.proto.sub(key).unwrap().1.seq() != s; // read_retry (R28)
-        (retry, g.sets)
+        let g = mm.0.lock();
+        let (_, sub) = g.sub(key).unwrap();
+        (sub.seq() != s, sub.payload) // read_retry (R28)
     };
     assert_eq!(
         retry,
@@ -241,8 +216,8 @@ fn invalidator_reader_remover() {
     model("invalidator_reader_remover", || {
         let mm = Arc::new(Mm::new());
         let drv = Arc::new(Driver::new());
-        let a = mm.insert(0x1000, 0x1000, "A");
-        let b = mm.insert(0x1800, 0x1000, "B");
+        let a = mm.insert(0x1000, 0x1000);
+        let b = mm.insert(0x1800, 0x1000);
         let b_removed = Arc::new(AtomicBool::new(false));
 
         let inv = {
@@ -261,7 +236,7 @@ fn invalidator_reader_remover() {
         rem.join().unwrap();
         mm.check_quiescent();
         assert_mirror_fresh(&drv);
-        assert_eq!(mm.lock().proto.len(), 1);
+        assert_eq!(mm.0.lock().len(), 1);
     });
 }
 
@@ -272,7 +247,7 @@ fn two_invalidators_and_reader() {
     model("two_invalidators_and_reader", || {
         let mm = Arc::new(Mm::new());
         let drv = Arc::new(Driver::new());
-        let a = mm.insert(0x1000, 0x1000, "A");
+        let a = mm.insert(0x1000, 0x1000);
         let ts: Vec<_> = [(0x1000u64, 0x2000u64, 1u64), (0x5000, 0x6000, 2)]
             .into_iter()
             .map(|(s, e, v)| {
@@ -295,7 +270,7 @@ fn two_invalidators_and_reader() {
         }
         mm.check_quiescent();
         assert_mirror_fresh(&drv);
-        let seq = mm.lock().proto.seq();
+        let seq = mm.0.lock().seq();
         assert!(seq == 2 || seq == 4, "one epoch at most: seq {seq}");
     });
 }
@@ -308,7 +283,7 @@ fn inserter_remover_and_invalidator() {
     model("inserter_remover_and_invalidator", || {
         let mm = Arc::new(Mm::new());
         let drv = Arc::new(Driver::new());
-        let a = mm.insert(0x1000, 0x1000, "A");
+        let a = mm.insert(0x1000, 0x1000);
         let c_removed = Arc::new(AtomicBool::new(false));
         let c_key = Arc::new(Mutex::new(None::<SubKey>));
 
@@ -339,15 +314,15 @@ fn inserter_remover_and_invalidator() {
         // was partially excluded or deferred), then remove it.
         let c = {
             let mut slot = c_key.lock().unwrap();
-            let c = mm.insert(0x2000, 0x1000, "C");
+            let c = mm.insert(0x2000, 0x1000);
             *slot = Some(c);
             c
         };
         let (s, _) = mm.read_begin(c);
         {
-            let g = mm.lock();
+            let g = mm.0.lock();
             assert!(
-                g.proto.tree().is_attached(c),
+                g.tree().is_attached(c),
                 "read_begin returned with C still deferred"
             );
             assert_eq!(s & 1, 1, "subscription seqs are odd (R31)");
@@ -356,7 +331,7 @@ fn inserter_remover_and_invalidator() {
         c_removed.store(true, Ordering::SeqCst);
         inv.join().unwrap();
         mm.check_quiescent();
-        assert_eq!(mm.lock().proto.len(), 1);
+        assert_eq!(mm.0.lock().len(), 1);
     });
 }
 
@@ -369,7 +344,7 @@ fn deferred_insert_dropped_and_remove_waits_for_last_end() {
         "deferred_insert_dropped_and_remove_waits_for_last_end",
         || {
             let mm = Arc::new(Mm::new());
-            let a = mm.insert(0x1000, 0x1000, "A");
+            let a = mm.insert(0x1000, 0x1000);
             let a_removed = Arc::new(AtomicBool::new(false));
             let inv: Vec<_> = (0..2)
                 .map(|_| {
@@ -387,7 +362,7 @@ fn deferred_insert_dropped_and_remove_waits_for_last_end() {
                     })
                 })
                 .collect();
-            let d = mm.insert(0x1000, 0x10, "D");
+            let d = mm.insert(0x1000, 0x10);
             mm.remove(d);
             mm.remove(a);
             a_removed.store(true, Ordering::SeqCst);
@@ -395,7 +370,7 @@ fn deferred_insert_dropped_and_remove_waits_for_last_end() {
                 t.join().unwrap();
             }
             mm.check_quiescent();
-            assert!(mm.lock().proto.is_empty());
+            assert!(mm.0.lock().is_empty());
         },
     );
 }
@@ -408,14 +383,14 @@ fn deferred_insert_dropped_and_remove_waits_for_last_end() {
 fn mutant_wake_before_end_is_caught() {
     loom::model(|| {
         let mm = Arc::new(Mm::new());
-        let a = mm.insert(0x1000, 0x1000, "A");
+        let a = mm.insert(0x1000, 0x1000);
         let (cur_seq, keys) = mm.start(0x1000, 0x2000);
         mm.set_seq(keys[0], cur_seq, false);
         let inv = {
             let mm = mm.clone();
             thread::spawn(move || {
-                mm.wake_all(); // the bug: wake, then close the epoch
-                let ended = mm.lock().proto.end().unwrap();
+                mm.0.wake_all(); // the bug: wake, then close the epoch
+                let ended = mm.0.lock().end().unwrap();
                 drop(ended);
             })
         };

@@ -2,42 +2,74 @@
 
 SPEC.md sections 2.H-2.L (R43-R69) and decisions D1, D2, D5-D8, D10-D12 are the rules; the
 numbers in comments below point at them. The interval side lives in the Rust core; this module
-is the classic side only.
+is the classic side only. It is one module (over 500 lines) on purpose: invariants I1-I5 below
+are about how every function here takes ``_LOCK`` and survives an interrupt, and checking them
+means reading all of it in one place.
+
+Invariants (issue 10: every rule below exists because breaking it hung or leaked)
+--------------------------------------------------------------------------------
+I1. **No Python runs while ``_LOCK`` is held.** Every ``with _LOCK:`` body is straight-line
+    code of attribute and local loads and stores, int arithmetic, comparisons, and dict item
+    loads, stores and deletes with int, str or ``_Entry`` keys: no call (not even of a
+    builtin), no loop, no raise, no allocation of a container or object, and no store that
+    drops the last reference to an object (the old value is kept in a local until the lock is
+    released). So the cyclic collector (run by an allocation, or at the check that follows a
+    call), finalizers, weakref and ``gc.callbacks``, signal handlers and other threads cannot
+    run inside a section, and a finalizer that calls ``register``, ``unregister``, ``put``,
+    ``get_notifier`` or ``synchronize`` from any point of this module finds the lock free.
+    Everything that allocates (tuples of entries, tokens, exceptions) is built before the
+    section and published in it by one store; MM methods (``_set_classic``, ``_released``)
+    are called with no lock held. Corollary: a section is never preempted (CPython switches
+    threads only at those checks), so ``_LOCK`` is never waited for and its ``acquire`` is
+    never interrupted; the lock keeps sections atomic on an interpreter that could switch
+    threads anywhere.
+I2. **No lock is held while user code runs** (D10): callbacks, ``alloc_notifier``,
+    ``free_notifier``, truth tests of results and warnings run with ``_LOCK`` released.
+I3. **An interrupt never unbalances the books.** A ``KeyboardInterrupt`` (or any exception a
+    signal handler raises) can land only where a call starts or returns. A section records
+    what it did in locals; the code that must follow it (uncount a callback, drop a claim,
+    run a free) sits in a ``finally`` entered with no such point in between, and does its own
+    work inline in a section, never behind a call. A callback is counted as running inside
+    the ``try`` whose ``finally`` uncounts it. In a walk an interrupt counts as an exception of
+    the callback it hit (D11): it is collected, the walk goes on, and it is re-raised at the
+    end. A free whose runner was interrupted stays ready and ``synchronize()`` runs it.
+I4. **Waits poll with the GIL released and no lock held** (``time.sleep``, backing off to
+    ``_POLL``), so Ctrl-C reaches a waiting thread and a finalizer may wait too.
+I5. **Allocation happens once** (R67): concurrent ``get_notifier(cls)`` on one MM wait for the
+    one thread that runs ``cls.alloc_notifier`` (a re-entry from that very thread, e.g. from
+    a finalizer, allocates on its own rather than wait for itself).
 
 Design
 ------
 Each ``MM`` owns one :class:`ClassicList`. A registration is an :class:`_Entry`; the list is a
-tuple of entries, newest first (R43), replaced as a whole on every change. A walk iterates over
-the tuple it read when it began (the read side of the kernel's SRCU list), so walks never wait
-for registration changes and a notifier registered during a walk is not called by it.
+tuple of entries, newest first (R43), replaced as a whole on every change (built outside the
+lock, published by a compare-and-swap section). A walk iterates over the tuple it read when it
+began (the read side of the kernel's SRCU list), so walks never wait for registration changes
+and a notifier registered during a walk is not called by it.
 
-Per entry, under ``ClassicList._lock``:
+Per entry, under ``_LOCK``:
 
 - ``listed``   on the list; a walk calls an entry only while it is listed, so a notifier
                unregistered during a walk is not called later in that walk (R64).
 - ``pending``  starts given and not yet ended (D5): an end reaches an entry only while positive.
                A start is counted when its ``invalidate_range_start`` has returned (or at once
                if undefined), so no end reaches a notifier before the start it pairs with.
-- ``running``  ``{thread id: depth}`` of this entry's callbacks now running; ``unregister`` waits
-               for the other threads' ones (R64, D10) and the free after the last ``put`` waits
-               for all of them, the caller's included (R68).
+- ``busy``, ``running``  callbacks of this entry now running, in all and per thread id;
+               ``unregister`` waits for the other threads' ones (R64, D10) and the free after
+               the last ``put`` waits for all of them, the caller's included (R68).
 - ``users``    the get/put reference count (R66-R68).
+- ``free``     where its ``free_notifier`` stands (none, waiting, ready, running, done).
 
 A notifier is "registered" (from its owner's point of view, R61) while its claim attribute
-points at its entry; claims are taken and dropped under the module lock, so a notifier is
+points at a claimed entry; claims are taken and dropped in sections, so a notifier is
 registered on at most one MM (D6).
-
-Locks: ``ClassicList._lock`` may be held while taking ``_MODULE_LOCK`` (never the other way
-round), and no lock is held while user code runs (D10): callbacks, ``alloc_notifier``,
-``free_notifier``, truth tests of results and warnings all run with both released. Waits poll a
-``threading.Condition`` with a short timeout, with the GIL released, so Ctrl-C reaches the
-waiting thread within ``_POLL`` seconds.
 """
 
 from __future__ import annotations
 
 import operator
 import threading
+import time
 import warnings
 from collections.abc import Iterable
 from typing import Any, Callable, Optional
@@ -48,14 +80,19 @@ __all__ = ["ClassicList", "Notifier", "synchronize"]
 
 _U64_MAX = 2**64 - 1
 _MAX_USERS = 2**32 - 1  # the kernel's UINT_MAX for mmu_notifier.users (R66)
-_POLL = 0.05  # seconds between checks in a wait, so an interrupt is seen quickly
+_POLL = 0.02  # longest sleep between checks in a wait, so an interrupt is seen quickly
+_FIRST_POLL = 1e-4
 _CLAIM = "_mmn_fast_entry"  # instance attribute naming a registered notifier's entry
 
-# Module state: registration claims and pending frees (R69, D8). Innermost lock.
-_MODULE_LOCK = threading.Lock()
-_FREED = threading.Condition(_MODULE_LOCK)  # notified when a pending free completes
-_pending_frees: set[_Entry] = set()
-_free_errors: list[BaseException] = []
+# Where an entry's free_notifier stands (R68, D8).
+_NO_FREE, _FREE_WAITING, _FREE_READY, _FREE_RUNNING, _FREE_DONE = range(5)
+# How _visit counts a callback: a plain call, an end (consumes a pending start), a free.
+_CALL, _END, _FREE = range(3)
+
+# The one lock of classic mode (I1): every section under it is call-free.
+_LOCK = threading.Lock()
+_pending_frees: dict[_Entry, None] = {}  # scheduled frees not yet complete (R69, D8)
+_free_errors: dict[_Entry, BaseException] = {}  # raised by free_notifier, for synchronize()
 
 
 class Notifier:
@@ -83,13 +120,20 @@ class Notifier:
 
         Never waits. The last one unregisters the notifier without calling ``release`` and
         schedules ``free_notifier()``, which runs once every running callback of this notifier
-        has returned, on the thread where the last one returns (here, if none is running).
+        has returned, on the thread where the last one returns (here, if none is running; or
+        in a ``synchronize()`` that finds it ready, if an interrupt stopped that thread).
         ``ValueError`` if the notifier is not registered (D6). Kernel: ``mmu_notifier_put``.
         """
         entry = _claim_of(self)
         if entry is None:
             raise ValueError(f"put() of a {type(self).__name__} that is not registered")
         entry.owner._put(entry)
+
+
+def _nap(delay: float) -> float:
+    """One step of a polling wait (I4): sleep, GIL released; the next, longer, delay."""
+    time.sleep(delay)
+    return min(delay * 2, _POLL)
 
 
 def synchronize() -> None:
@@ -100,74 +144,205 @@ def synchronize() -> None:
     callback running on this very thread (it could never complete).
     Kernel: ``mmu_notifier_synchronize``, with the documented promise kept (Q11).
     """
+    global _free_errors
     me = threading.get_ident()
-    with _FREED:
-        while _pending_frees:
-            if any(me in entry.running for entry in _pending_frees):
+    delay = _FIRST_POLL
+    earlier = list(_pending_frees)  # one C call: a consistent snapshot; later ones may wait
+    while earlier:
+        for entry in earlier:
+            if entry.free == _FREE_READY:
+                _run_free(entry)  # its runner was interrupted (I3): run it here
+            elif entry.free != _FREE_DONE and me in entry.running:
                 raise RuntimeError("synchronize() from a callback of a notifier whose free "
                                    "is pending would wait for itself")
-            _FREED.wait(_POLL)
-        errors = _free_errors[:]
-        _free_errors.clear()
+        earlier = [entry for entry in earlier if entry.free != _FREE_DONE]
+        if earlier:
+            delay = _nap(delay)
+    fresh: dict[_Entry, BaseException] = {}
+    with _LOCK:
+        errors = _free_errors
+        _free_errors = fresh
     if errors:
-        raise combine(errors)
+        raise combine(list(errors.values()))
 
 
 class _Entry:
     """One registration of a notifier on one ClassicList (see the module docstring)."""
 
-    __slots__ = ("notifier", "owner", "mm", "key", "listed", "pending", "running", "users",
-                 "leaving", "released", "free_pending")
+    __slots__ = ("notifier", "home", "owner", "mm", "key", "claimed", "published", "listed",
+                 "leaving", "released", "pending", "busy", "running", "users", "free")
 
     def __init__(self, notifier: Notifier, owner: ClassicList, mm: Any, key: type) -> None:
+        home = vars(notifier)
+        if type(home) is not dict:  # a dict subclass could run Python inside a section (I1)
+            raise TypeError(f"a {type(notifier).__name__}'s __dict__ must be a plain dict")
         self.notifier = notifier
+        self.home = home  # where its claim lives
         self.owner = owner
         self.mm = mm  # the registration pins the MM until unregister or the last put (R62)
         self.key = key  # what get_notifier matches: the class asked for, or type(notifier)
-        self.listed = True
-        self.pending = 0
-        self.running: dict[int, int] = {}
-        self.users = 1  # R62: registration sets users to 1
+        self.claimed = False  # the notifier's claim points here (it is registered, D6)
+        self.published = False  # it was put on the list (once; `listed` may drop later)
+        self.listed = False
         self.leaving = False  # unregister() or the last put() has begun
         self.released = False  # its release(mm) was called: never twice (Q9)
-        self.free_pending = False  # the last put() was made; free when nothing runs
+        self.pending = 0
+        self.busy = 0
+        self.running: dict[int, int] = {}
+        self.users = 1  # R62: registration sets users to 1
+        self.free = _NO_FREE
 
 
 def _claim_of(notifier: Notifier) -> Optional[_Entry]:
     """The entry of a registered notifier, else None (a copied claim does not count)."""
     entry = vars(notifier).get(_CLAIM)
-    return entry if entry is not None and entry.notifier is notifier else None
+    if type(entry) is _Entry and entry.notifier is notifier and entry.claimed:
+        return entry
+    return None
+
+
+def _claim(entry: _Entry) -> bool:
+    """Make ``entry`` the notifier's claim (D6); False if a live registration holds it."""
+    home = entry.home
+    while True:
+        seen: Any = home.get(_CLAIM)  # read unlocked, then confirmed unchanged in the section
+        live = type(seen) is _Entry and seen.notifier is entry.notifier
+        settled = taken = False
+        with _LOCK:
+            current = home[_CLAIM] if _CLAIM in home else None
+            if current is seen:
+                settled = True
+                taken = live and seen.claimed
+                if not taken:
+                    home[_CLAIM] = entry  # `current` keeps what it replaces alive (I1)
+                    entry.claimed = True
+        if settled:
+            return not taken
 
 
 def _unclaim(entry: _Entry) -> None:
     """The notifier is no longer registered: drop its claim and unpin the MM (R64, R68)."""
-    with _MODULE_LOCK:
-        if vars(entry.notifier).get(_CLAIM) is entry:
-            del vars(entry.notifier)[_CLAIM]
+    home, mm = entry.home, entry.mm  # keep both alive past the section (I1)
+    with _LOCK:
+        if entry.claimed:
+            entry.claimed = False
+            if _CLAIM in home and home[_CLAIM] is entry:
+                del home[_CLAIM]
         entry.mm = None
+    del mm
+
+
+_SKIPPED = object()
+
+
+def _visit(entry: _Entry, work: Callable[[], Any], how: int = _CALL,
+           token: Optional[dict[_Entry, None]] = None,
+           decided: Optional[dict[_Entry, None]] = None) -> Any:
+    """Run ``work()`` as a callback of ``entry``, counted as running meanwhile (R64, R68).
+
+    ``how``: ``_CALL`` runs it if the entry is listed; ``_END`` also consumes a pending start
+    and skips if there is none (D5); ``_FREE`` runs it if the entry's free is ready (the free
+    counts as a running callback, so that ``synchronize()`` from ``free_notifier`` raises
+    instead of waiting for itself). With ``token``, a start given to a still-listed entry is
+    counted pending and recorded in ``token`` (for ``abort``); ``decided`` records that the
+    entry was looked at (see ``_each``). Returns ``work()``'s result, or ``_SKIPPED``. The
+    counting follows I3: nothing can raise between the section that counts and the ``try``
+    that uncounts, and the uncounting is inline.
+    """
+    me = threading.get_ident()
+    counted = False
+    try:
+        with _LOCK:
+            if how == _FREE:
+                counted = entry.free == _FREE_READY
+                if counted:
+                    entry.free = _FREE_RUNNING
+            else:
+                counted = entry.listed and (how == _CALL or entry.pending > 0)
+                if counted and how == _END:
+                    entry.pending -= 1
+            if counted:
+                entry.busy += 1
+                entry.running[me] = entry.running[me] + 1 if me in entry.running else 1
+            if decided is not None:
+                decided[entry] = None
+        return work() if counted else _SKIPPED
+    finally:
+        if counted:
+            ready = False
+            with _LOCK:
+                if how == _FREE:
+                    entry.free = _FREE_DONE
+                    del _pending_frees[entry]
+                elif token is not None and entry.listed:
+                    entry.pending += 1
+                    token[entry] = None
+                entry.busy -= 1
+                depth = entry.running[me] - 1
+                if depth:
+                    entry.running[me] = depth
+                else:
+                    del entry.running[me]
+                if entry.free == _FREE_WAITING and not entry.busy:
+                    entry.free = _FREE_READY  # T63: the last running callback returned
+                    ready = True
+            if ready:
+                _run_free(entry)
 
 
 def _run_free(entry: _Entry) -> None:
-    """Call ``free_notifier`` (no lock held) and retire the pending free (R68).
+    """Call ``free_notifier`` (no lock held) if its free is ready, and retire it (R68)."""
 
-    The free counts as a running callback of its entry, so that a ``synchronize()`` made from
-    inside ``free_notifier`` raises instead of waiting for itself.
-    """
-    me = threading.get_ident()
-    with entry.owner._lock:
-        entry.running[me] = entry.running.get(me, 0) + 1
-    error = None
+    def work() -> None:
+        try:
+            entry.notifier.free_notifier()
+        except BaseException as exc:  # noqa: BLE001 - re-raised by synchronize()
+            with _LOCK:
+                _free_errors[entry] = exc
+
+    _visit(entry, work, _FREE)
+
+
+def _schedule_free(entry: _Entry) -> None:
+    """The last reference is gone: free now, or when its last running callback returns."""
+    ready = False
     try:
-        entry.notifier.free_notifier()
-    except BaseException as exc:  # noqa: BLE001 - re-raised by synchronize()
-        error = exc
-    with entry.owner._lock:
-        entry.running.pop(me)
-    with _FREED:
-        _pending_frees.discard(entry)
-        if error is not None:
-            _free_errors.append(error)
-        _FREED.notify_all()
+        with _LOCK:
+            if entry.free == _NO_FREE:  # once, however often it is asked (I3)
+                _pending_frees[entry] = None
+                # T63: a callback running on this thread (put() from release) counts too.
+                entry.free = _FREE_WAITING if entry.busy else _FREE_READY
+            ready = entry.free == _FREE_READY
+    finally:
+        if ready:
+            _run_free(entry)
+
+
+def _each(entries: tuple[_Entry, ...], visit: Callable[[_Entry, dict[_Entry, None]], bool],
+          errors: list[BaseException], decided: dict[_Entry, None]) -> None:
+    """``visit(entry, decided)`` for each entry not yet in ``decided``, until one returns True.
+
+    An exception escaping a visit (an interrupt: callbacks' own are collected by ``_call``) is
+    collected and the walk goes on (I3, D11). An entry interrupted before its visit decided
+    anything (before ``_visit`` counted it or found it unlisted) is visited again, and a hook
+    that is interrupted outside this loop calls it again with the same ``decided``: so an
+    interrupt never makes a notifier miss the end of a start it was given, nor get two.
+    """
+    i, n, tries = 0, len(entries), 0
+    while True:
+        try:
+            while i < n:
+                if entries[i] not in decided and visit(entries[i], decided):
+                    return
+                i += 1
+                tries = 0
+            return
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
+            errors.append(exc)
+            tries += 1
+            if i < n and (entries[i] in decided or tries > 3):  # not an interrupt: move on
+                i += 1
+                tries = 0
 
 
 def _set_users(notifier: Notifier, users: int) -> None:
@@ -175,7 +350,7 @@ def _set_users(notifier: Notifier, users: int) -> None:
     entry = _claim_of(notifier)
     if entry is None:
         raise ValueError("not registered")
-    with entry.owner._lock:
+    with _LOCK:
         entry.users = users
 
 
@@ -244,6 +419,18 @@ def _call(entry: _Entry, name: str, args: tuple[Any, ...], errors: list[BaseExce
         return _NO_RESULT
 
 
+def _truth(result: Any, errors: list[BaseException]) -> bool:
+    """A young callback's answer by its truth value (D7); raising there is a callback
+    exception (D11)."""
+    if result is _NO_RESULT:
+        return False
+    try:
+        return bool(result)
+    except BaseException as exc:  # noqa: BLE001 - D11: truth value raised
+        errors.append(exc)
+        return False
+
+
 class ClassicList:
     """The classic subscribers of one MM, and every classic event (R43-R69).
 
@@ -252,152 +439,137 @@ class ClassicList:
     exceptions they collected, in call order).
     """
 
+    __slots__ = ("__weakref__", "_mm", "_entries", "_dead", "_allocating")
+
     def __init__(self, mm_ref: Callable[[], Any]) -> None:
         self._mm = mm_ref  # a weakref: the MM owns this list, not the other way round
-        self._lock = threading.Lock()
-        self._quiet = threading.Condition(self._lock)  # notified when a callback returns
         self._entries: tuple[_Entry, ...] = ()  # newest first (R43)
+        self._dead = False  # release() emptied the list for good (D12)
+        self._allocating: dict[int, int] = {}  # id(cls) -> thread running its alloc (I5)
 
-    # -- bookkeeping shared by every walk -------------------------------------------------
+    # -- the list ---------------------------------------------------------------------------
 
-    def _begin(self, entry: _Entry, end: bool = False) -> bool:
-        """Start calling ``entry`` from this thread, if it is still listed.
-
-        With ``end``, also consume one pending start, and refuse if there is none (an end only
-        reaches a notifier with a start pending, D5).
-        """
-        with self._lock:
-            if not entry.listed or (end and entry.pending == 0):
-                return False
-            if end:
-                entry.pending -= 1
-            me = threading.get_ident()
-            entry.running[me] = entry.running.get(me, 0) + 1
-            return True
-
-    def _finish(self, entry: _Entry, start: bool = False) -> bool:
-        """Pairs with ``_begin``; runs a free that waited for this callback (R68, T63).
-
-        With ``start``, count the start as given (D5) if the entry is still listed, and
-        return whether it was.
-        """
-        me = threading.get_ident()
-        with self._lock:
-            given = start and entry.listed
-            if given:
-                entry.pending += 1
-            depth = entry.running.pop(me) - 1
-            if depth:
-                entry.running[me] = depth
-            else:
-                self._quiet.notify_all()
-            free_now = entry.free_pending and not entry.running
-            if free_now:
-                entry.free_pending = False
-        if free_now:
-            _run_free(entry)
-        return given
-
-    def _walk(self, name: str, args: tuple[Any, ...], *, young: bool = False,
-              stop_at_young: bool = False) -> tuple[bool, list[BaseException]]:
-        """Call ``name`` on every listed notifier defining it, newest first (R43, R53-R57).
-
-        With ``young``, also return whether any result was true (D7); ``stop_at_young`` ends
-        the walk at the first true result (R56).
-        """
-        any_young = False
-        errors: list[BaseException] = []
-        for entry in self._entries:
-            if not self._begin(entry):
-                continue
-            try:
-                result = _call(entry, name, args, errors)
-                if young and result is not _NO_RESULT:
-                    try:
-                        any_young = bool(result) or any_young
-                    except BaseException as exc:  # noqa: BLE001 - D11: truth value raised
-                        errors.append(exc)
-            finally:
-                self._finish(entry)
-            if any_young and stop_at_young:
-                break
-        return any_young, errors
-
-    def _release_once(self, entry: _Entry, mm: Any, errors: list[BaseException]) -> None:
-        """Call ``release(mm)`` if ``entry`` is listed and was not released yet (R60, R64).
-
-        Once only (Q9), even when a notifier unregisters itself from its own release during
-        ``mm.release()``.
-        """
-        with self._lock:
-            if entry.released:
+    def _publish(self, entry: _Entry) -> None:
+        """Put a claimed entry at the head of the list (R43, R62), unless released (D12)."""
+        while True:
+            old = self._entries
+            new = (entry,) + old  # built before the section (I1)
+            settled = False
+            with _LOCK:
+                if self._dead:
+                    settled = True
+                elif self._entries is old:
+                    self._entries = new  # `old` keeps the replaced tuple alive (I1)
+                    entry.published = entry.listed = settled = True
+            if settled:
                 return
-            entry.released = True
-        if self._begin(entry):
-            try:
-                _call(entry, "release", (mm,), errors)
-            finally:
-                self._finish(entry)
-
-    def _wait_others(self, entries: Iterable[_Entry]) -> None:
-        """Wait, GIL released, until no other thread runs a callback of ``entries`` (R64)."""
-        me = threading.get_ident()
-        entries = tuple(entries)
-        with self._quiet:
-            while any(t != me for entry in entries for t in entry.running):
-                self._quiet.wait(_POLL)
 
     def _unlist(self, entry: _Entry, mm: Any) -> None:
-        """Take ``entry`` off the list (idempotent); caller holds ``self._lock``."""
-        if not entry.listed:
-            return
-        entry.listed = False
-        self._entries = tuple(e for e in self._entries if e is not entry)
-        if not self._entries and mm is not None:
-            mm._set_classic(False)
+        """Take ``entry`` off the list (idempotent)."""
+        while True:
+            old = self._entries
+            new = tuple(e for e in old if e is not entry)
+            swapped = False
+            with _LOCK:
+                if self._entries is old:
+                    self._entries = new
+                    entry.listed = False
+                    swapped = True
+            if swapped:
+                break
+        self._sync_flag(mm)
 
-    def _add_locked(self, notifier: Notifier, key: type, mm: Any) -> None:
-        """Register at the head of the list (R62); caller holds ``self._lock``.
+    def _sync_flag(self, mm: Any) -> None:
+        """Tell the core whether a classic notifier is listed (no lock held, I1).
 
-        ``ValueError`` if the address space was released (D12) or the notifier is already
-        registered on any MM (D6, R65); then nothing changes.
+        Set, then re-check: whichever thread changes the list last also sets the flag last,
+        so it never stays off while a notifier is listed once the change has returned.
         """
+        if mm is None:
+            return
+        while True:
+            on = bool(self._entries)
+            mm._set_classic(on)  # on also makes has_notifiers true for ever (R1, R4)
+            if bool(self._entries) == on:
+                return
+
+    def _add(self, entry: _Entry, mm: Any) -> None:
+        """Claim and publish (R62). ``ValueError`` if the address space was released (D12)
+        or the notifier is already registered on any MM (D6, R65); then nothing changes."""
         if mm._released:
             raise ValueError("the address space was released; it takes no new notifier")
-        with _MODULE_LOCK:
-            if _claim_of(notifier) is not None:
-                raise ValueError(f"this {type(notifier).__name__} is already registered")
-            entry = _Entry(notifier, self, mm, key)
-            vars(notifier)[_CLAIM] = entry
-        if not self._entries:
-            mm._set_classic(True)  # also makes has_notifiers true for ever (R1, R4)
-        self._entries = (entry,) + self._entries  # head insertion: newest first (R43)
+        try:
+            if not _claim(entry):
+                raise ValueError(f"this {type(entry.notifier).__name__} is already registered")
+            self._publish(entry)
+        finally:
+            late = None
+            while True:  # I3: settle even if interrupted (each step may be redone), re-raise after
+                try:
+                    self._settle_add(entry, mm)
+                    break
+                except BaseException as exc:  # noqa: BLE001 - re-raised below
+                    late = exc
+            if late is not None:
+                raise late
+        if not entry.published:
+            raise ValueError("the address space was released; it takes no new notifier")
 
-    def _get_existing_locked(self, cls: type) -> Optional[Notifier]:
+    def _settle_add(self, entry: _Entry, mm: Any) -> None:
+        """After a registration attempt: a published entry turns the core's flag on, a claim
+        that was not published is dropped (both idempotent, I3)."""
+        if entry.published:
+            self._sync_flag(mm)
+        elif entry.claimed:
+            _unclaim(entry)
+
+    def _drop(self, entry: _Entry, mm: Any, free: bool) -> None:
+        """Unlist and unclaim a leaving entry, then maybe schedule its free (idempotent, I3)."""
+        self._unlist(entry, mm)
+        _unclaim(entry)
+        if free:
+            _schedule_free(entry)
+
+    def _get_existing(self, cls: type) -> Optional[Notifier]:
         """Take one more reference on the listed notifier made for ``cls`` (R66)."""
         for entry in self._entries:  # from the head, like the kernel's scan
-            if entry.key is cls and not entry.leaving:
-                if entry.users >= _MAX_USERS:
-                    raise OverflowError("too many get_notifier() references (T60)")
-                entry.users += 1
+            if entry.key is not cls:
+                continue
+            full = got = False
+            with _LOCK:
+                if entry.listed and not entry.leaving:
+                    full = entry.users >= _MAX_USERS
+                    if not full:
+                        entry.users += 1
+                        got = True
+            if full:
+                raise OverflowError("too many get_notifier() references (T60)")
+            if got:
                 return entry.notifier
         return None
 
     def _free_unregistered(self, notifier: Notifier) -> None:
         """Free a notifier that alloc_notifier made but that was never registered (R67)."""
-        entry = _Entry(notifier, self, None, type(notifier))
-        entry.listed = False
-        with _MODULE_LOCK:
-            _pending_frees.add(entry)
-        _run_free(entry)
+        _schedule_free(_Entry(notifier, self, None, type(notifier)))
+
+    def _wait_others(self, entry: _Entry) -> None:
+        """Wait (I4) until no other thread runs a callback of ``entry`` (R64)."""
+        me = threading.get_ident()
+        delay = _FIRST_POLL
+        while True:
+            with _LOCK:
+                others = entry.busy - (entry.running[me] if me in entry.running else 0)
+            if not others:
+                return
+            delay = _nap(delay)
 
     # -- public classic methods (MM delegates to these) -----------------------------------
 
     def register(self, notifier: Notifier) -> None:
         """``mm.register(notifier)`` (R62). Kernel: ``mmu_notifier_register``."""
         _check_notifier(notifier)
-        with self._lock:
-            self._add_locked(notifier, type(notifier), self._mm())
+        mm = self._mm()
+        self._add(_Entry(notifier, self, mm, type(notifier)), mm)
 
     def unregister(self, notifier: Notifier) -> None:
         """``mm.unregister(notifier)`` (R64, T55, T56).
@@ -405,46 +577,81 @@ class ClassicList:
         Calls ``release(mm)`` if the notifier is still listed, takes it off the list, then
         waits until its callbacks running on other threads have returned (so it may be called
         from the notifier's own callback). A raising ``release`` is re-raised after all that.
+        A finalizer, which may run inside any callback, should drop a notifier with ``put()``
+        (never waits) instead: two threads each inside a callback and each waiting here for
+        the other's could never return (R64's promise, as in the kernel).
         """
         _check_notifier(notifier)
         mm = self._mm()
-        with self._lock:
-            entry = _claim_of(notifier)
-            if entry is None or entry.owner is not self or entry.leaving:
-                raise ValueError(f"this {type(notifier).__name__} is not registered here")
-            entry.leaving = True  # a second unregister raises at once (D6)
+        entry = _claim_of(notifier)
+        if entry is None:
+            raise ValueError(f"this {type(notifier).__name__} is not registered here")
         errors: list[BaseException] = []
-        self._release_once(entry, mm, errors)  # R61: not after mm.release() unhashed it
-        with self._lock:
-            self._unlist(entry, mm)
-        _unclaim(entry)
-        self._wait_others([entry])
+        mine = False
+        try:
+            with _LOCK:
+                mine = entry.claimed and entry.owner is self and not entry.leaving
+                if mine:
+                    entry.leaving = True  # a second unregister raises at once (D6)
+            if not mine:
+                raise ValueError(f"this {type(notifier).__name__} is not registered here")
+            self._release_once(entry, mm, errors)  # R61: not after mm.release() unhashed it
+        finally:
+            late = None
+            while mine:  # I3: finish even if interrupted, re-raise after
+                try:
+                    self._drop(entry, mm, free=False)
+                    break
+                except BaseException as exc:  # noqa: BLE001 - re-raised below
+                    late = exc
+            if late is not None:
+                raise late
+        self._wait_others(entry)
         _raise_collected(errors)
 
-    def get_notifier(self, cls: type) -> Notifier:
+    def get_notifier(self, cls: type[Notifier]) -> Notifier:
         """``mm.get_notifier(cls)`` (R66, R67, T58, T60-T62). Kernel: ``mmu_notifier_get``."""
         if not (isinstance(cls, type) and issubclass(cls, Notifier)):
             raise TypeError(f"get_notifier() takes a Notifier subclass, got {cls!r}")
         mm = self._mm()
         if mm._released:
             raise ValueError("the address space was released; it takes no new notifier")
-        with self._lock:
-            found = self._get_existing_locked(cls)  # T60: OverflowError, count unchanged
-        if found is not None:
-            return found
+        me, key = threading.get_ident(), id(cls)
+        delay = _FIRST_POLL
+        mine = False
+        try:
+            while True:
+                found = self._get_existing(cls)  # T60: OverflowError, count unchanged
+                if found is not None:
+                    return found
+                with _LOCK:
+                    owner = self._allocating[key] if key in self._allocating else None
+                    if owner is None:
+                        self._allocating[key] = me
+                        mine = True
+                if mine or owner == me:  # I5: a re-entry from the allocating thread allocates
+                    break
+                delay = _nap(delay)  # another thread allocates: wait, then look again (R67)
+            return self._alloc_and_add(cls, mm)
+        finally:
+            if mine:
+                with _LOCK:
+                    del self._allocating[key]
+
+    def _alloc_and_add(self, cls: type[Notifier], mm: Any) -> Notifier:
+        """The no-match half of get_notifier (R67): allocate (no lock held, D10), register."""
         notifier = cls.alloc_notifier(mm)  # T61: an exception propagates, nothing registered
         if not isinstance(notifier, Notifier):
             raise TypeError(f"{cls.__name__}.alloc_notifier() returned "
                             f"{type(notifier).__name__}, not a Notifier")
         if _claim_of(notifier) is not None:  # someone else's live notifier: not ours to free
             raise ValueError(f"{cls.__name__}.alloc_notifier() returned a registered notifier")
-        # alloc_notifier ran unlocked (D10), so another thread may have added one meanwhile;
-        # then ours is surplus and freed, as is one whose registration fails (R67, T62).
+        # A register() of a cls instance may have landed meanwhile; then ours is surplus and
+        # freed, as is one whose registration fails (R67, T62).
         try:
-            with self._lock:
-                found = self._get_existing_locked(cls)
-                if found is None:
-                    self._add_locked(notifier, cls, mm)
+            found = self._get_existing(cls)
+            if found is None:
+                self._add(_Entry(notifier, self, mm, cls), mm)
         except BaseException:
             self._free_unregistered(notifier)
             raise
@@ -455,23 +662,72 @@ class ClassicList:
 
     def _put(self, entry: _Entry) -> None:
         """``notifier.put()`` (R68): the last one unlists, unclaims and schedules the free."""
-        with self._lock:
-            if _claim_of(entry.notifier) is not entry or entry.users <= 0:
+        last = ok = False
+        try:
+            with _LOCK:
+                ok = entry.claimed and entry.users > 0
+                if ok:
+                    entry.users -= 1
+                    last = entry.users == 0
+                    if last:
+                        entry.leaving = True
+            if not ok:
                 raise ValueError("put() of a notifier with no reference left")  # D6
-            entry.users -= 1
-            if entry.users:
-                return
-            entry.leaving = True
-            self._unlist(entry, self._mm())  # no release (R68, T59)
-            _unclaim(entry)
-            with _MODULE_LOCK:
-                _pending_frees.add(entry)
-            # T63: a callback running on this thread (put() from release) counts too.
-            entry.free_pending = wait = bool(entry.running)
-        if not wait:
-            _run_free(entry)
+        finally:
+            late = None
+            while last:  # I3: finish even if interrupted, re-raise after
+                try:
+                    self._drop(entry, self._mm(), free=True)  # no release (R68, T59)
+                    break
+                except BaseException as exc:  # noqa: BLE001 - re-raised below
+                    late = exc
+            if late is not None:
+                raise late
+
+    def _check_invariants(self) -> None:
+        """Check the bookkeeping of a list at rest (nothing runs on it); for tests."""
+        mm = self._mm()
+        active = mm.active_invalidate_ranges if mm is not None else 0
+        if self._entries and not (mm is not None and mm.has_notifiers):
+            raise AssertionError("a classic notifier is listed but has_notifiers is false")
+        if len(set(map(id, self._entries))) != len(self._entries):
+            raise AssertionError("an entry is listed twice")
+        for entry in self._entries:
+            name = type(entry.notifier).__name__
+            if not (entry.listed and entry.published and entry.claimed) or entry.leaving:
+                raise AssertionError(f"{name}: on the list but not plainly registered")
+            if _claim_of(entry.notifier) is not entry or entry.mm is not mm:
+                raise AssertionError(f"{name}: its claim or its MM pin is wrong")
+            if entry.busy or entry.running:
+                raise AssertionError(f"{name}: counted as running at rest ({entry.running})")
+            if not 0 <= entry.pending <= active:
+                raise AssertionError(f"{name}: {entry.pending} pending starts, {active} active")
+            if entry.users < 1 or entry.free != _NO_FREE:
+                raise AssertionError(f"{name}: users {entry.users}, free state {entry.free}")
+        if self._allocating:
+            raise AssertionError(f"allocations left in progress: {self._allocating}")
 
     # -- events (MM delegates to these) ----------------------------------------------------
+
+    def _walk(self, name: str, args: tuple[Any, ...], *, young: bool = False,
+              stop_at_young: bool = False) -> tuple[bool, list[BaseException]]:
+        """Call ``name`` on every listed notifier defining it, newest first (R43, R53-R57).
+
+        With ``young``, also return whether any result was true (D7); ``stop_at_young`` ends
+        the walk at the first true result (R56).
+        """
+        errors: list[BaseException] = []
+        said: list[_Entry] = []
+
+        def visit(entry: _Entry, decided: dict[_Entry, None]) -> bool:
+            result = _visit(entry, lambda: _call(entry, name, args, errors), decided=decided)
+            if young and result is not _SKIPPED and _truth(result, errors):
+                said.append(entry)
+                return stop_at_young
+            return False
+
+        _each(self._entries, visit, errors, {})
+        return bool(said), errors
 
     def invalidate_range(self, start: Any, end: Any) -> None:
         """``mm.invalidate_range(start, end)`` (R53, T45)."""
@@ -507,33 +763,44 @@ class ClassicList:
 
     # -- hooks the Rust core calls (no core lock held; never raise) -------------------------
 
-    def start(self, rng: Any) -> tuple[list[_Entry], bool, list[BaseException]]:
+    def start(self, rng: Any) -> tuple[dict[_Entry, None], bool, list[BaseException]]:
         """The classic side of invalidate_range_start (R44, R45, D1, D2, D5).
 
         Every listed notifier is given the start (counted pending whatever it defines) and
         its ``invalidate_range_start`` is called even after another refused (c2655835).
-        Returns ``(token, refused, errors)``; the token names the notifiers given the start,
-        for ``abort``.
+        Returns ``(token, refused, errors)``; the token names the notifiers given the start
+        (its keys, in list order), for ``abort``.
         """
-        given: list[_Entry] = []
+        token: dict[_Entry, None] = {}
         refused = False
         errors: list[BaseException] = []
-        for entry in self._entries:
-            if not self._begin(entry):
-                continue
-            counted = False
+
+        def visit(entry: _Entry, decided: dict[_Entry, None]) -> bool:
+            nonlocal refused
+            work = lambda: self._start_one(entry, rng, errors)  # noqa: E731
+            if _visit(entry, work, token=token, decided=decided) is True:
+                refused = True
+            return False
+
+        entries = self._entries
+        decided: dict[_Entry, None] = {}
+        while True:  # I3: an interrupt outside the walk redoes it (decided ones are skipped)
             try:
-                callback = _defined(entry, "invalidate_range_start", errors)
-                if callback is not None:
-                    try:
-                        callback(rng)
-                    except BaseException as exc:  # noqa: BLE001 - sorted out below
-                        refused = self._start_failed(entry, rng, exc, errors) or refused
-            finally:
-                counted = self._finish(entry, start=True)
-            if counted:
-                given.append(entry)
-        return given, refused, errors
+                _each(entries, visit, errors, decided)
+                return token, refused, errors  # no call between the walk and the core
+            except BaseException as exc:  # noqa: BLE001 - handed to the core
+                errors.append(exc)
+
+    def _start_one(self, entry: _Entry, rng: Any, errors: list[BaseException]) -> bool:
+        """One notifier's ``invalidate_range_start``; True if it refused."""
+        callback = _defined(entry, "invalidate_range_start", errors)
+        if callback is None:
+            return False
+        try:
+            callback(rng)
+        except BaseException as exc:  # noqa: BLE001 - sorted out below
+            return self._start_failed(entry, rng, exc, errors)
+        return False
 
     def _start_failed(self, entry: _Entry, rng: Any, exc: BaseException,
                       errors: list[BaseException]) -> bool:
@@ -551,7 +818,7 @@ class ClassicList:
                           "invalidate_range_end (R45: a notifier that may refuse must not)")
         return True
 
-    def abort(self, token: list[_Entry], rng: Any) -> list[BaseException]:
+    def abort(self, token: Iterable[_Entry], rng: Any) -> list[BaseException]:
         """The failure path of a start (R46, D1): ``invalidate_range_end`` only.
 
         Called after the core ended the interval side. Like ``end`` restricted to the
@@ -559,13 +826,19 @@ class ClassicList:
         a concurrent end already did, then that end was its pair) and gets its end.
         """
         errors: list[BaseException] = []
-        for entry in token:
-            if self._begin(entry, end=True):
-                try:
-                    _call(entry, "invalidate_range_end", (rng,), errors)
-                finally:
-                    self._finish(entry)
-        return errors
+
+        def visit(entry: _Entry, decided: dict[_Entry, None]) -> bool:
+            work = lambda: _call(entry, "invalidate_range_end", (rng,), errors)  # noqa: E731
+            _visit(entry, work, _END, decided=decided)
+            return False
+
+        decided: dict[_Entry, None] = {}
+        while True:  # I3, as in start()
+            try:
+                _each(tuple(token), visit, errors, decided)
+                return errors
+            except BaseException as exc:  # noqa: BLE001 - handed to the core
+                errors.append(exc)
 
     def end(self, rng: Any, only_end: bool) -> list[BaseException]:
         """The classic side of invalidate_range_end (R49, R50, D5).
@@ -573,18 +846,42 @@ class ClassicList:
         Each notifier with a start pending gets ``invalidate_range(mm, start, end)`` (unless
         ``only_end``) then ``invalidate_range_end(range)``, interleaved per notifier.
         """
-        mm = self._mm()
         errors: list[BaseException] = []
-        for entry in self._entries:
-            if not self._begin(entry, end=True):
-                continue
+
+        def work(entry: _Entry) -> None:
+            if not only_end:
+                _call(entry, "invalidate_range", (self._mm(), rng.start, rng.end), errors)
+            _call(entry, "invalidate_range_end", (rng,), errors)
+
+        def visit(entry: _Entry, decided: dict[_Entry, None]) -> bool:
+            _visit(entry, lambda: work(entry), _END, decided=decided)
+            return False
+
+        entries = self._entries
+        decided: dict[_Entry, None] = {}
+        while True:  # I3, as in start()
             try:
-                if not only_end:
-                    _call(entry, "invalidate_range", (mm, rng.start, rng.end), errors)
-                _call(entry, "invalidate_range_end", (rng,), errors)
-            finally:
-                self._finish(entry)
-        return errors
+                _each(entries, visit, errors, decided)
+                return errors
+            except BaseException as exc:  # noqa: BLE001 - handed to the core
+                errors.append(exc)
+
+    def _release_once(self, entry: _Entry, mm: Any, errors: list[BaseException],
+                      decided: Optional[dict[_Entry, None]] = None) -> None:
+        """Call ``release(mm)`` if ``entry`` is listed and was not released yet (R60, R64).
+
+        Once only (Q9), even when a notifier unregisters itself from its own release during
+        ``mm.release()``.
+        """
+
+        def work() -> None:
+            with _LOCK:
+                first = not entry.released
+                entry.released = True
+            if first:
+                _call(entry, "release", (mm,), errors)
+
+        _visit(entry, work, decided=decided)
 
     def release(self) -> list[BaseException]:
         """The classic side of ``mm.release()`` (R60, R61, T51).
@@ -593,18 +890,37 @@ class ClassicList:
         registered for its owner: a later ``unregister`` calls no second release), then wait
         for their callbacks running on other threads.
         """
-        mm = self._mm()
         errors: list[BaseException] = []
-        for entry in self._entries:
-            self._release_once(entry, mm, errors)
-        with self._lock:
-            gone, self._entries = self._entries, ()
-            for entry in gone:
+
+        def visit(entry: _Entry, decided: dict[_Entry, None]) -> bool:
+            self._release_once(entry, self._mm(), errors, decided)
+            return False
+
+        def unlist(entry: _Entry, decided: dict[_Entry, None]) -> bool:
+            with _LOCK:
                 entry.listed = False
-            if gone and mm is not None:
-                mm._set_classic(False)
+                decided[entry] = None
+            return False
+
+        entries, gone = self._entries, self._entries[:0]
+        released: dict[_Entry, None] = {}
+        unlisted: dict[_Entry, None] = {}
+        while True:  # I3: an interrupt redoes what is left (every step is idempotent)
+            try:
+                _each(entries, visit, errors, released)
+                with _LOCK:
+                    if not self._dead:
+                        gone = self._entries
+                        self._entries = ()  # `gone` keeps the tuple alive (I1)
+                        self._dead = True  # D12: nothing is published after this
+                _each(gone, unlist, errors, unlisted)
+                self._sync_flag(self._mm())
+                break
+            except BaseException as exc:  # noqa: BLE001 - handed to the core
+                errors.append(exc)
         try:
-            self._wait_others(gone)
+            for entry in gone:
+                self._wait_others(entry)
         except BaseException as exc:  # noqa: BLE001 - an interrupt: stop waiting, report it
             errors.append(exc)
         return errors

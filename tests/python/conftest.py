@@ -1,5 +1,5 @@
-"""Shared helpers of the interval-mode suites (test_interval_rules, test_model, test_threads,
-test_tree, test_bad_input, test_errors_interval, test_gc).
+"""Shared helpers of the suites, and the one invariant check every MM a test makes goes
+through when the test ends (``check_mm``: the core's invariants and classic mode's bookkeeping).
 
 Every wait here is bounded: a thread that should finish is joined for at most ``JOIN`` seconds,
 and "blocked" means still running after ``BLOCKED`` seconds.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -130,9 +131,31 @@ def wait_until(pred, timeout=JOIN, step=0.001):
     return bool(pred())
 
 
+def check_mm(space: MM) -> None:
+    """Everything that must hold for an MM at rest: the core's invariants (R81, R84, the tree)
+    and classic mode's bookkeeping (nothing counted as running, no start pending without an
+    active invalidation, every listed notifier registered)."""
+    space._check_invariants()
+    space._classic._check_invariants()
+
+
+@pytest.fixture(autouse=True)
+def _every_mm_is_checked(monkeypatch):
+    """Every MM a test makes, by the ``mm`` fixture or itself, is checked when it ends."""
+    made: weakref.WeakSet = weakref.WeakSet()  # forgets dead MMs: memory tests stay flat
+    init = MM.__init__
+
+    def tracked(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        made.add(self)
+
+    monkeypatch.setattr(MM, "__init__", tracked)
+    yield
+    for space in list(made):
+        check_mm(space)
+
+
 @pytest.fixture
 def mm():
-    """A fresh address space, checked for consistency when the test ends."""
-    space = MM()
-    yield space
-    space._check_invariants()
+    """A fresh address space (checked when the test ends, like every MM)."""
+    return MM()

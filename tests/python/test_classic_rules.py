@@ -38,11 +38,6 @@ def seen(log, method=None):
     return [(e[0], e[1]) for e in log if method is None or e[1] == method]
 
 
-@pytest.fixture
-def mm():
-    return MM()
-
-
 @pytest.fixture(autouse=True)
 def no_pending_frees():
     """Every test leaves no pending free and no unreported free_notifier exception."""

@@ -61,11 +61,6 @@ class Gate(Notifier):
         self.log.append("free")
 
 
-@pytest.fixture
-def mm():
-    return MM()
-
-
 @pytest.fixture(autouse=True)
 def no_pending_frees():
     yield

@@ -9,14 +9,23 @@ Threads, for a bounded time, each with its own ``random.Random(seed + n)``:
 - readers: the T26 loop (``read_begin``, read the page table, under the user lock commit the
   snapshot to the mirror unless ``read_retry``) on their own subscriptions;
 - churn: inserts and removes of callback, native and refusing subscriptions;
-- classic: ``register``/``unregister`` and ``get_notifier``/``put`` of counting notifiers.
+- classic: ``register``/``unregister`` and ``get_notifier``/``put`` of counting notifiers;
+- collector (issue 10): ``gc.collect()`` loops over cyclic garbage carrying ``weakref.finalize``
+  callbacks that insert, remove and ``read_begin`` interval subscriptions and register and
+  put classic notifiers on the same MM. The collection threshold is lowered, so the
+  finalizers also run on the other threads, wherever an allocation starts a collection (inside
+  callbacks and walks included). There they read (without waiting) and register/put at once,
+  and hand inserts and removes to the collector thread: a remove could wait for the
+  invalidation its own thread holds open, and both take this harness's own locks, which that
+  thread may hold.
 
 Checked while running: no callback after its ``remove()``/``unregister()`` returned or after
 ``free_notifier``, no classic end without a pending start (D5), ``cur_seq`` odd (R83), while a
 writer is between its start and its end no subscription it hit keeps a mirror entry, every
 ``read_begin`` returns (bounded by a timeout), every thread ends (watchdog).
 After quiescing: ``invalidate_seq`` even, ``active_invalidate_ranges == 0``, the core's
-invariants, the tree equal to the expected set, every mirror entry equal to the page table.
+invariants and classic mode's bookkeeping, the tree equal to the expected set, every mirror
+entry equal to the page table, and the finalizers did run.
 
 Short (``SHORT`` seconds) by default. The long run is the ``stress``-marked test, enabled by
 ``MMN_STRESS_SECONDS``; ``MMN_STRESS_SEED`` replays a seed (printed in the report and in every
@@ -25,11 +34,14 @@ failure). See docs/reliability.md.
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import sys
 import threading
 import time
+import traceback
+import weakref
 from array import array
 
 import pytest
@@ -39,7 +51,8 @@ from mmn_fast import MM, Notifier, Range, synchronize
 SHORT = 5.0
 PAGE = 0x1000
 PAGES = 64  # the address space is [0, PAGES * PAGE)
-WRITERS, READERS, CHURNERS, CLASSICS = 4, 4, 2, 2
+WRITERS, READERS, CHURNERS, CLASSICS, COLLECTORS = 4, 4, 2, 2, 1
+GC_THRESHOLD = (100, 50, 50)  # young collections often, on every thread; full ones rare
 JOIN = 60.0  # watchdog: every thread must end this long after the deadline
 
 
@@ -63,6 +76,18 @@ class Stress:
         self.commits = 0  # reader snapshots kept in the mirror
         self.retries = 0  # reader snapshots dropped because read_retry was true
         self.stop = threading.Event()
+        # The collector thread's finalizers (see finalize); every field under fin_lock, which
+        # is never held across anything that allocates (a finalizer may run there).
+        self.fin_lock = threading.Lock()
+        self.fin_owned: list[tuple[int, object]] = []  # subscriptions the finalizers made
+        self.fin_ids: set[int] = set()  # their ids, until a remove action takes one (no lock)
+        self.fin_later: list[tuple[str, int]] = []  # handed to the collector (append/pop only)
+        self.fin_closed = False
+        self.fin_inflight = 0
+        self.fin_ran = 0
+        self.fin_elsewhere = 0  # of them, run on another thread than the collector
+        self.collections = 0
+        self.collector: threading.Thread | None = None
 
     def fail(self, what: str) -> None:
         self.violations.append(f"{what} (seed {self.seed})")
@@ -113,8 +138,9 @@ class Stress:
         length = min(length, PAGES * PAGE - start)
         ops = None if kind == "native" else self.make_ops(sid, refuser=kind == "refuser")
         sub = self.mm.insert_interval_notifier(start, length, ops, tag=sid)
+        span = (start, start + length - 1)  # built unlocked: a finalizer may take state_lock
         with self.state_lock:
-            self.expected[sid] = (start, start + length - 1)
+            self.expected[sid] = span
         return sid, sub
 
     def remove(self, sid: int, sub) -> None:
@@ -124,6 +150,78 @@ class Stress:
             del self.expected[sid]
         with self.user_lock:
             self.mirror.pop(sid, None)
+
+
+    # --- finalizers -------------------------------------------------------------------------
+    def finalize(self, kind: str, seed: int) -> None:
+        """A ``weakref.finalize`` callback: act on the MM from whatever thread collects."""
+        if kind in ("insert", "remove") and threading.current_thread() is not self.collector:
+            self.fin_later.append((kind, seed))  # one atomic list operation, no lock
+            return
+        with self.fin_lock:
+            if self.fin_closed:
+                return
+            self.fin_inflight += 1
+        try:
+            rng = random.Random(seed)
+            if kind == "insert":
+                item = self.insert(rng, rng.choice(("native", "callback")))
+                self.fin_ids.add(item[0])
+                with self.fin_lock:
+                    self.fin_owned.append(item)
+            elif kind == "remove":
+                with self.fin_lock:
+                    item = self.fin_owned.pop() if self.fin_owned else None
+                if item is not None:
+                    self.fin_ids.discard(item[0])
+                    self.remove(*item)
+            elif kind == "read":
+                with self.fin_lock:
+                    item = self.fin_owned[-1] if self.fin_owned else None
+                if item is not None:
+                    self.finalizer_read(*item)
+            else:
+                # put(), never unregister(): a finalizer may run inside a callback, and two
+                # threads each waiting in unregister() for the other's callback never return.
+                n = Dropped()
+                self.mm.register(n)
+                n.put()
+            elsewhere = threading.current_thread() is not self.collector
+            with self.fin_lock:
+                self.fin_ran += 1
+                self.fin_elsewhere += elsewhere
+        except BaseException as exc:  # noqa: BLE001 - reported with the seed
+            self.fail(f"finalizer {kind} on {threading.current_thread().name}: {exc!r}")
+        finally:
+            with self.fin_lock:
+                self.fin_inflight -= 1
+
+    def finalizer_read(self, sid: int, sub) -> None:
+        """``read_begin`` then ``read_retry``. Off the collector thread it must not wait at all:
+        that thread may hold the epoch open, or a lock of this harness that the invalidation
+        holding it needs, and one collection may run hundreds of finalizers."""
+        timeout = 0.05 if threading.current_thread() is self.collector else 0.0
+        try:
+            sub.read_retry(sub.read_begin(timeout))
+        except (TimeoutError, RuntimeError):  # its own thread's epoch (R32, D6)
+            return
+        except ValueError:
+            if sid in self.fin_ids:  # not being removed by another finalizer
+                raise
+
+    def close_finalizers(self) -> None:
+        """On the collector thread at the end: no more actions, then remove what they made."""
+        with self.fin_lock:
+            self.fin_closed = True
+        deadline = time.monotonic() + 10
+        while self.fin_inflight and time.monotonic() < deadline:
+            time.sleep(0.001)
+        if self.fin_inflight:
+            self.fail("a finalizer did not finish within 10 s")
+        gc.collect()
+        for sid, sub in self.fin_owned:
+            self.remove(sid, sub)
+        self.fin_owned = []
 
 
 _hits = threading.local()  # the subscriptions the current writer's starts reached
@@ -165,6 +263,10 @@ class Shared(Counting):
 
     def free_notifier(self) -> None:
         self.gone = True
+
+
+class Dropped(Shared):
+    """What the finalizers register and put."""
 
 
 # --- the threads ----------------------------------------------------------------------------
@@ -285,6 +387,32 @@ def classic(st: Stress, rng: random.Random) -> None:
         st.count()
 
 
+class Doomed:
+    """Cyclic garbage: only the collector frees it (and runs its finalizer)."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def collector(st: Stress, rng: random.Random) -> None:
+    st.collector = threading.current_thread()
+    kinds = ("insert", "insert", "remove", "remove", "read", "classic")
+    try:
+        while not st.stop.is_set():
+            for _ in range(rng.randint(1, 6)):
+                weakref.finalize(Doomed(), st.finalize, rng.choice(kinds), rng.randrange(1 << 30))
+            if rng.random() < 0.5:  # else left for a collection that another thread starts
+                gc.collect(rng.choice((0, 0, 0, 0, 1, 1, 2)) if rng.random() < 0.1 else 0)
+                with st.fin_lock:
+                    st.collections += 1
+            while st.fin_later:
+                st.finalize(*st.fin_later.pop())
+            st.count()
+            time.sleep(rng.random() * 1e-3)
+    finally:
+        st.close_finalizers()
+
+
 def run_stress(seed: int, seconds: float, capsys) -> None:
     st = Stress(seed, seconds)
     Counting.stress = st
@@ -293,6 +421,7 @@ def run_stress(seed: int, seconds: float, capsys) -> None:
         + [(reader, f"reader{i}") for i in range(READERS)]
         + [(churner, f"churn{i}") for i in range(CHURNERS)]
         + [(classic, f"classic{i}") for i in range(CLASSICS)]
+        + [(collector, f"collector{i}") for i in range(COLLECTORS)]
     )
     errors: list[str] = []
 
@@ -308,7 +437,9 @@ def run_stress(seed: int, seconds: float, capsys) -> None:
         for i, (fn, name) in enumerate(workers)
     ]
     old = sys.getswitchinterval()
+    old_gc = gc.get_threshold()
     sys.setswitchinterval(1e-4)  # many more thread switches than the default 5 ms
+    gc.set_threshold(*GC_THRESHOLD)
     t0 = time.perf_counter()
     try:
         for t in threads:
@@ -322,9 +453,15 @@ def run_stress(seed: int, seconds: float, capsys) -> None:
                 hung.append(t.name)
     finally:
         sys.setswitchinterval(old)
+        gc.set_threshold(*old_gc)
     elapsed = time.perf_counter() - t0
     replay = f"replay: MMN_STRESS_SEED={seed} MMN_STRESS_SECONDS={seconds:g}"
-    assert not hung, f"threads hung (watchdog {JOIN} s): {hung}; {replay}"
+    if hung:
+        frames = sys._current_frames()
+        stacks = {t.name: "".join(traceback.format_stack(frames[t.ident]))
+                  for t in threads if t.is_alive() and t.ident in frames}
+        raise AssertionError(f"threads hung (watchdog {JOIN} s): {hung}; {replay}; "
+                             f"violations {st.violations[:3]}; errors {errors[:3]}; {stacks}")
     assert not errors, f"{errors}; {replay}"
     assert not st.violations, f"{st.violations[:10]}; {replay}"
     synchronize()
@@ -333,6 +470,8 @@ def run_stress(seed: int, seconds: float, capsys) -> None:
     assert mm.invalidate_seq % 2 == 0, replay
     assert mm.active_invalidate_ranges == 0, replay
     mm._check_invariants()
+    mm._classic._check_invariants()
+    assert st.fin_ran > 0 and st.collections > 0, f"the collector thread did nothing; {replay}"
     got = sorted((s.tag, s.start, s.last) for s in mm.intervals())
     want = sorted((sid, a, b) for sid, (a, b) in st.expected.items())
     assert got == want, f"tree differs from the expected set; {replay}"
@@ -348,7 +487,9 @@ def run_stress(seed: int, seconds: float, capsys) -> None:
     with capsys.disabled():
         print(
             f"\nstress: seed {seed}, {elapsed:.1f} s, {st.ops} ops, {st.ops / elapsed:,.0f} ops/s, "
-            f"{st.commits} commits, {st.retries} retries, {len(threads)} threads, final seq {mm.invalidate_seq}, {len(mm)} subscriptions; {replay}"
+            f"{st.commits} commits, {st.retries} retries, {st.collections} collections, "
+            f"{st.fin_ran} finalizer actions ({st.fin_elsewhere} on other threads), {len(threads)} threads, final seq {mm.invalidate_seq}, "
+            f"{len(mm)} subscriptions; {replay}"
         )
 
 
