@@ -7,7 +7,23 @@
 //! attached, and only while it is busy does the thread wait for it with the GIL released; it
 //! then tries again attached (the guard itself cannot cross the detached section).
 
+use std::time::Duration;
+
 use pyo3::prelude::*;
+
+/// How long [`let_others_run`] stays detached: long enough for a thread woken by the release to
+/// take the GIL (one scheduler wake-up), short against the work between two calls.
+const HANDOFF: Duration = Duration::from_micros(50);
+
+/// Give the GIL to a thread that waits for it, in the middle of long attached work.
+///
+/// Releasing and at once re-taking the GIL is not enough: it wakes a waiter, which then finds
+/// the GIL taken again and restarts its switch-interval wait, so a caller that yields more often
+/// than the switch interval (5 ms) starves it for good. Staying detached for [`HANDOFF`] lets
+/// the woken waiter run.
+pub fn let_others_run(py: Python<'_>) {
+    py.detach(|| std::thread::sleep(HANDOFF));
+}
 
 /// Take a lock: `try_now` (attached) until it succeeds; between two tries, `wait` (which blocks
 /// until the lock is probably free, and releases it again) runs with the GIL released.

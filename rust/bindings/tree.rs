@@ -22,7 +22,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
 use super::convert::{decode_batch, u64_array, U64s, DETACH_MIN, U64};
-use super::locking::acquire;
+use super::locking::{acquire, let_others_run};
 use super::pyrefs::PyRefs;
 use crate::interval::Interval;
 use crate::tree::{Handle, IntervalTree};
@@ -151,7 +151,7 @@ fn entries_list(py: Python<'_>, entries: Vec<Entry>) -> PyResult<Bound<'_, PyLis
     let list = PyList::empty(py);
     for (i, (start, last, value)) in entries.into_iter().enumerate() {
         if i % BUILD_SLICE == BUILD_SLICE - 1 {
-            py.detach(|| ());
+            let_others_run(py);
         }
         list.append(PyTuple::new(
             py,

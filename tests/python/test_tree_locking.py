@@ -122,8 +122,8 @@ def case_sleeping_finalizer_in_stab_with_loading_writer():
     from array import array
 
     tree, _ = _tree()
-    starts = array("Q", range(N)).tobytes()
-    lasts = array("Q", range(POINT, POINT + N)).tobytes()
+    starts = array("Q", range(N))
+    lasts = array("Q", range(POINT, POINT + N))
     _with_waiting_writer(lambda: tree.stab(POINT), lambda: tree._load(starts, lasts, None))
 
 
@@ -155,21 +155,31 @@ def _writer_behind_overlap_many(write):
     from array import array
 
     # Many queries that fall between the intervals: the read lock is held for a while and the
-    # answer is empty (converting a large answer is not what this measures).
+    # answer is empty (converting a large answer is not what this measures). The batch is grown
+    # until it takes at least 0.3 s alone, so the writer surely arrives while the walk runs,
+    # however fast this build and machine are.
     n = 200_000
     starts = array("Q", range(0, n * 16, 16))
     lasts = array("Q", (s + 7 for s in starts))
     tree = IntervalTree.from_arrays(starts, lasts)
-    q_starts = array("Q", (s + 8 for s in starts)) * 8
-    q_lasts = array("Q", (s + 7 for s in q_starts))
+    q_starts = array("Q", (s + 8 for s in starts))
+    while True:
+        q_lasts = array("Q", (s + 7 for s in q_starts))
+        t0 = time.perf_counter()
+        tree.overlap_many(q_starts, q_lasts)
+        alone = time.perf_counter() - t0
+        if alone >= 0.3:
+            break
+        q_starts *= 2
 
     waits = []
 
     def work():
         reader = threading.Thread(target=lambda: tree.overlap_many(q_starts, q_lasts), daemon=True)
         reader.start()
-        # The reader decodes its queries (about 0.05 s), then walks (about 0.2 s, lock held).
-        time.sleep(0.12)
+        # Decoding the queries is the short first part of the reader's time; the walk, with
+        # the lock held, is the rest.
+        time.sleep(alone * 0.4)
         t0 = time.perf_counter()
         write(tree)
         waits.append(time.perf_counter() - t0)
@@ -180,7 +190,7 @@ def _writer_behind_overlap_many(write):
     contended = []
     for _ in range(6):
         gap = _ticker_max_gap(work)
-        if waits[-1] > 0.04:
+        if waits[-1] > alone * 0.2:
             contended.append(gap)
             if gap < 0.05:
                 return
@@ -197,7 +207,7 @@ def case_remove_behind_overlap_many_keeps_gil_free():
 
 
 def case_load_behind_overlap_many_keeps_gil_free():
-    _writer_behind_overlap_many(lambda t: t._load(b"\0" * 8, b"\x10" + b"\0" * 7, None))
+    _writer_behind_overlap_many(lambda t: t._load([0], [16], None))
 
 
 def case_overlap_behind_writer_keeps_gil_free():
