@@ -34,8 +34,9 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import unicorn
 from unicorn import x86_const

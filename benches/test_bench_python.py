@@ -195,7 +195,7 @@ def test_nohit_invalidation(benchmark: Any, data: dict[str, Any], name: str, whe
     _require(name)
     MM, Range = _mm_classes(name)
     mm = MM()
-    for i, (s, l) in enumerate(zip(data["starts"], data["lasts"])):
+    for i, (s, l) in enumerate(zip(data["starts"], data["lasts"], strict=True)):
         mm.insert_interval_notifier(s, l + 1 - s, None, tag=i)
     a, b = (OUTSIDE, OUTSIDE + PAGE) if where == "outside span" else _find_gap(data["oracle"], SEED + 11)
     r = Range(a, b)
@@ -227,7 +227,7 @@ def test_invalidation_stream(benchmark: Any, data: dict[str, Any], name: str, mo
 
     ops = invalidate if mode == "callbacks" else None
     mm = MM()
-    for i, (s, l) in enumerate(zip(data["starts"], data["lasts"])):
+    for i, (s, l) in enumerate(zip(data["starts"], data["lasts"], strict=True)):
         mm.insert_interval_notifier(s, l + 1 - s, ops, tag=i)
     q = (random_queries if mode == "mostly-missing" else lambda m, seed, top: inside_queries(data["starts"], data["lasts"], m, seed, top))(
         QUERIES, SEED + 13, 16
@@ -238,7 +238,7 @@ def test_invalidation_stream(benchmark: Any, data: dict[str, Any], name: str, mo
     if mode == "callbacks":
         assert calls[0] == want
     aa, bb = array("Q", a), array("Q", b)
-    ranges = [Range(x, y) for x, y in zip(a, b)]
+    ranges = [Range(x, y) for x, y in zip(a, b, strict=True)]
     start, end = mm.invalidate_range_start, mm.invalidate_range_end
 
     def pairs() -> None:

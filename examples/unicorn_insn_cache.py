@@ -26,7 +26,8 @@ import argparse
 import random
 import time
 from collections import defaultdict
-from typing import Any, Callable, Optional, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import capstone  # type: ignore[import-untyped, unused-ignore]
 import unicorn
@@ -206,7 +207,7 @@ def mapped_size(n_blocks: int) -> int:
     return (n_blocks * STRIDE + 0xFFFF) & ~0xFFFF
 
 
-def make(kind: str, n_blocks: int, uc: Optional[Uc] = None) -> tuple[Cache, Uc]:
+def make(kind: str, n_blocks: int, uc: Uc | None = None) -> tuple[Cache, Uc]:
     """A cache of ``kind`` ('mmn_fast', 'dict scan', 'page index') over a fresh guest."""
     cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
     if kind == "mmn_fast":

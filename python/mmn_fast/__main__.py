@@ -15,7 +15,6 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import Optional
 
 from . import __version__
 
@@ -65,7 +64,7 @@ def _bench(argv: list[str]) -> int:
     return int(result) if result is not None else 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), run the command, return its exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:

@@ -71,8 +71,8 @@ import operator
 import threading
 import time
 import warnings
-from collections.abc import Iterable
-from typing import Any, Callable, Optional
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from ._errors import combine
 
@@ -193,7 +193,7 @@ class _Entry:
         self.free = _NO_FREE
 
 
-def _claim_of(notifier: Notifier) -> Optional[_Entry]:
+def _claim_of(notifier: Notifier) -> _Entry | None:
     """The entry of a registered notifier, else None (a copied claim does not count)."""
     entry = vars(notifier).get(_CLAIM)
     if type(entry) is _Entry and entry.notifier is notifier and entry.claimed:
@@ -236,8 +236,8 @@ _SKIPPED = object()
 
 
 def _visit(entry: _Entry, work: Callable[[], Any], how: int = _CALL,
-           token: Optional[dict[_Entry, None]] = None,
-           decided: Optional[dict[_Entry, None]] = None) -> Any:
+           token: dict[_Entry, None] | None = None,
+           decided: dict[_Entry, None] | None = None) -> Any:
     """Run ``work()`` as a callback of ``entry``, counted as running meanwhile (R64, R68).
 
     ``how``: ``_CALL`` runs it if the entry is listed; ``_END`` also consumes a pending start
@@ -394,7 +394,7 @@ def _warn(errors: list[BaseException], message: str) -> None:
 
 
 def _defined(entry: _Entry, name: str,
-             errors: list[BaseException]) -> Optional[Callable[..., Any]]:
+             errors: list[BaseException]) -> Callable[..., Any] | None:
     """The callback ``name`` if the notifier defines it (a callable attribute), else None."""
     try:
         callback = getattr(entry.notifier, name, None)
@@ -530,7 +530,7 @@ class ClassicList:
         if free:
             _schedule_free(entry)
 
-    def _get_existing(self, cls: type) -> Optional[Notifier]:
+    def _get_existing(self, cls: type) -> Notifier | None:
         """Take one more reference on the listed notifier made for ``cls`` (R66)."""
         for entry in self._entries:  # from the head, like the kernel's scan
             if entry.key is not cls:
@@ -867,7 +867,7 @@ class ClassicList:
                 errors.append(exc)
 
     def _release_once(self, entry: _Entry, mm: Any, errors: list[BaseException],
-                      decided: Optional[dict[_Entry, None]] = None) -> None:
+                      decided: dict[_Entry, None] | None = None) -> None:
         """Call ``release(mm)`` if ``entry`` is listed and was not released yet (R60, R64).
 
         Once only (Q9), even when a notifier unregisters itself from its own release during

@@ -28,9 +28,9 @@ from __future__ import annotations
 import ctypes
 import weakref
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, NoReturn, Optional
+from typing import Any, NoReturn
 
 try:
     import unicorn
@@ -101,7 +101,7 @@ class CoherentUc(Uc):
 
     _classes: dict[tuple[type, type], type] = {}
 
-    def __new__(cls, arch: Any, mode: Optional[int] = None, cpu: Optional[int] = None) -> CoherentUc:
+    def __new__(cls, arch: Any, mode: int | None = None, cpu: int | None = None) -> CoherentUc:
         # Uc.__new__ picks the architecture's class (UcIntel, UcAArch64, ...) and ignores
         # ``cls``; the layer is a subclass of that class, made once per architecture class.
         if isinstance(arch, Uc):
@@ -119,12 +119,12 @@ class CoherentUc(Uc):
         layer: CoherentUc = object.__new__(combined)
         return layer
 
-    def __init__(self, arch: Any, mode: Optional[int] = None, cpu: Optional[int] = None) -> None:
+    def __init__(self, arch: Any, mode: int | None = None, cpu: int | None = None) -> None:
         if isinstance(arch, Uc):
             if mode is not None or cpu is not None:
                 raise TypeError("CoherentUc(uc) takes no mode or cpu")
             self.__dict__ = arch.__dict__  # one engine, one state (callbacks, hook exception)
-            self._wrapped: Optional[Uc] = arch  # keeps its finalizer (the engine) alive
+            self._wrapped: Uc | None = arch  # keeps its finalizer (the engine) alive
         else:
             assert mode is not None  # checked by __new__
             super().__init__(arch, mode, cpu)
@@ -401,7 +401,7 @@ class CoherentUc(Uc):
             Uc.hook_del(self, handle)
         self._hooks.clear()
         if self._wrapped is None:
-            finalizer: Optional[weakref.finalize[Any, Any]] = self.__dict__.get("_Uc__finalizer")
+            finalizer: weakref.finalize[Any, Any] | None = self.__dict__.get("_Uc__finalizer")
             if finalizer is not None:
                 finalizer()
         else:

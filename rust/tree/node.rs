@@ -221,7 +221,7 @@ impl<const N: usize> Node<N> {
     /// Move entries between two adjacent nodes (`self` left of `right`) until the left one
     /// holds half of them (rounded down).
     pub fn even_out(&mut self, right: &mut Self) {
-        let want = (self.len() + right.len()) / 2;
+        let want = usize::midpoint(self.len(), right.len());
         if self.len() > want {
             // Make room at the front of `right`, then move our tail there.
             let (k, rl) = (self.len() - want, right.len());

@@ -205,10 +205,10 @@ def test_invalidate_many(starts, ends, event):
     if kind == "raised":
         assert_unchanged(mm, before, calls)  # D3: the whole batch is checked first
     if s is not None and e is not None and type(event) in (int, Event) and 0 <= int(event) <= 6:
-        valid = len(s) == len(e) and all(a < b for a, b in zip(s, e))
+        valid = len(s) == len(e) and all(a < b for a, b in zip(s, e, strict=True))
         assert (kind == "ok") == valid, (starts, ends, res)
         if valid:
-            want = sum(1 for a, b in zip(s, e) for sub in subs if sub.start <= b - 1 and a <= sub.last)
+            want = sum(1 for a, b in zip(s, e, strict=True) for sub in subs if sub.start <= b - 1 and a <= sub.last)
             assert res == want
     if kind == "ok":
         assert type(res) is int
@@ -222,7 +222,7 @@ def test_tree_batches(starts, lasts, qs, ql):
     kind, tree = outcome(IntervalTree.from_arrays, starts, lasts)
     s, last = values_of(starts), values_of(lasts)
     if s is not None and last is not None:
-        valid = len(s) == len(last) and all(a <= b for a, b in zip(s, last))
+        valid = len(s) == len(last) and all(a <= b for a, b in zip(s, last, strict=True))
         assert (kind == "ok") == valid, (starts, lasts, tree)
     if kind != "ok":
         return
@@ -230,15 +230,15 @@ def test_tree_batches(starts, lasts, qs, ql):
     kind, res = outcome(tree.overlap_many, qs, ql)
     a, b = values_of(qs), values_of(ql)
     if a is not None and b is not None:
-        valid = len(a) == len(b) and all(x <= y for x, y in zip(a, b))
+        valid = len(a) == len(b) and all(x <= y for x, y in zip(a, b, strict=True))
         assert (kind == "ok") == valid, (qs, ql, res)
     if kind == "ok":
         idx, handles = res
         assert len(idx) == len(handles)
         items = list(tree)
         if a is not None and s is not None:
-            want = sorted((q, h) for q, (x, y) in enumerate(zip(a, b)) for h, (u, v) in enumerate(zip(s, last)) if u <= y and x <= v)
-            assert sorted(zip(idx, handles)) == want
+            want = sorted((q, h) for q, (x, y) in enumerate(zip(a, b, strict=True)) for h, (u, v) in enumerate(zip(s, last, strict=True)) if u <= y and x <= v)
+            assert sorted(zip(idx, handles, strict=True)) == want
         assert all(0 <= h < len(items) for h in handles)
 
 

@@ -240,7 +240,7 @@ class IntervalMachine(RuleBasedStateMachine):
             warnings.simplefilter("always")
             count = self.mm.invalidate_many(starts, ends)
         want, warn = 0, 0
-        for s, e in zip(starts, ends):
+        for s, e in zip(starts, ends, strict=True):
             called, refused, w = self.model.start(s, e, blockable=True)
             assert not refused
             self.model.end()

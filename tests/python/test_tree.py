@@ -88,7 +88,7 @@ class TreeMachine(RuleBasedStateMachine):
         idx, handles = self.tree.overlap_many([q[0] for q in qs], [q[1] for q in qs])
         assert len(idx) == len(handles)
         want = sorted((i, h) for i, q in enumerate(qs) for h in self.brute.handles_overlapping(*q))
-        assert sorted(zip(idx, handles)) == want
+        assert sorted(zip(idx, handles, strict=True)) == want
 
     @invariant()
     def contents(self):
@@ -114,7 +114,7 @@ def test_from_arrays_matches_inserts(ivs, queries):
     assert sorted(tree) == sorted((s, l, f"v{i}") for i, (s, l) in enumerate(ivs))
     idx, handles = tree.overlap_many(array("Q", [q[0] for q in queries]),
                                      array("Q", [q[1] for q in queries]))
-    got = sorted(zip(idx, handles))
+    got = sorted(zip(idx, handles, strict=True))
     want = sorted((qi, i) for qi, (qs, ql) in enumerate(queries)
                   for i, (s, l) in enumerate(ivs) if s <= ql and qs <= l)
     assert got == want
@@ -220,7 +220,7 @@ def test_buffer_kinds(kind, starts, lasts):
     t = IntervalTree.from_arrays(starts, lasts)
     assert list(t) == want
     idx, handles = t.overlap_many(starts, lasts)
-    assert sorted(zip(idx, handles)) == [(q, h) for q in range(3) for h in range(3)] + [(3, 3)]
+    assert sorted(zip(idx, handles, strict=True)) == [(q, h) for q in range(3) for h in range(3)] + [(3, 3)]
 
 
 def test_numpy_buffers():
@@ -231,7 +231,7 @@ def test_numpy_buffers():
     t = IntervalTree.from_arrays(data[::2], data[1::2])
     assert list(t) == [(1, 100, None), (3, 200, None), (5, 300, None)]
     idx, handles = t.overlap_many(np.array([150], dtype=np.uint64), np.array([160], dtype=np.uint64))
-    assert sorted(zip(idx, handles)) == [(0, 1), (0, 2)]
+    assert sorted(zip(idx, handles, strict=True)) == [(0, 1), (0, 2)]
     h = t.insert(np.uint64(7), np.uint64(U64_MAX), "np")
     assert t.stab(U64_MAX) == [(7, U64_MAX, "np")] and isinstance(h, int)
     with pytest.raises(TypeError):

@@ -17,8 +17,9 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import pathlib
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import unicorn
 from unicorn import arm64_const, arm_const, x86_const
@@ -81,7 +82,7 @@ class Machine:
     before anything is loaded (other modes): for hooks added behind the layer's back.
     """
 
-    def __init__(self, arch: str, mode: str, before_wrap: Optional[Callable[[unicorn.Uc], None]] = None) -> None:
+    def __init__(self, arch: str, mode: str, before_wrap: Callable[[unicorn.Uc], None] | None = None) -> None:
         from mmn_fast.unicorn import CoherentUc
 
         assert mode in MODES
@@ -92,7 +93,7 @@ class Machine:
         self.raw = unicorn.Uc(self.arch.uc_arch, self.arch.uc_mode)
         if before_wrap is not None:
             before_wrap(self.raw)
-        self.layer: Optional[CoherentUc] = CoherentUc(self.raw) if mode == "layer" else None
+        self.layer: CoherentUc | None = CoherentUc(self.raw) if mode == "layer" else None
         # every mutation and run goes through ``uc``: the layer in layer mode
         self.uc: Any = self.layer if self.layer is not None else self.raw
         self.buffers: list[Any] = []  # host memory behind mem_map_ptr, kept alive
@@ -339,7 +340,7 @@ def guest_copy(m: Machine) -> list[int]:
 
 
 ALL = tuple(ARCHS)
-SCENARIOS: dict[str, tuple[Scenario, tuple[str, ...], Optional[Callable[[unicorn.Uc], None]]]] = {
+SCENARIOS: dict[str, tuple[Scenario, tuple[str, ...], Callable[[unicorn.Uc], None] | None]] = {
     "patch_between_runs": (patch_between_runs, ALL, None),
     "patch_mid_run": (patch_mid_run, ALL, None),
     "patch_mid_run_raw_uc": (patch_mid_run_raw_uc, ALL, None),

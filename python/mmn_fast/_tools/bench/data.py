@@ -111,7 +111,7 @@ class BruteForce:
             import numpy as np  # type: ignore[import-not-found, unused-ignore]
         except ImportError:
             self._np = None
-            self._pairs = list(zip(starts, lasts))
+            self._pairs = list(zip(starts, lasts, strict=True))
         else:
             self._np = np
             self._s = np.array(starts, dtype=np.uint64)

@@ -7,7 +7,8 @@ import json
 import os
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def time_batches(
@@ -85,7 +86,7 @@ class WrongAnswer(Exception):
 
 
 def check_counts(name: str, got: list[int], want: list[int], what: str) -> None:
-    bad = [i for i, (g, w) in enumerate(zip(got, want)) if g != w]
+    bad = [i for i, (g, w) in enumerate(zip(got, want, strict=True)) if g != w]
     if len(got) != len(want) or bad:
         i = bad[0] if bad else min(len(got), len(want))
         raise WrongAnswer(

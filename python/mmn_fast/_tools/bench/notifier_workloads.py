@@ -7,7 +7,8 @@ import random
 import sys
 import tracemalloc
 from array import array
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .data import (
     OUTSIDE,
@@ -51,7 +52,7 @@ def run_mm_worker(name: str, cfg: dict[str, Any], sink: Sink) -> None:
             tracemalloc.start()
             mm = MMcls()
             ins = mm.insert_interval_notifier
-            for i, (s, l) in enumerate(zip(starts, lasts)):
+            for i, (s, l) in enumerate(zip(starts, lasts, strict=True)):
                 ins(s, l + 1 - s, None, tag=i)
             traced, _ = tracemalloc.get_traced_memory()
             tracemalloc.stop()
@@ -113,7 +114,7 @@ def run_mm_worker(name: str, cfg: dict[str, Any], sink: Sink) -> None:
         cb, calls = callback_ops()
         ops = cb if callbacks else None
         ins = mm.insert_interval_notifier
-        for i, (s, l) in enumerate(zip(starts, lasts)):
+        for i, (s, l) in enumerate(zip(starts, lasts, strict=True)):
             ins(s, l + 1 - s, ops, tag=i)
         return mm, calls
 
@@ -134,7 +135,7 @@ def run_mm_worker(name: str, cfg: dict[str, Any], sink: Sink) -> None:
 
         def pairs(r: int) -> Callable[[], None]:
             lo = ((r + 1) % nchunks) * chunk
-            rs = [RangeCls(x, y) for x, y in zip(a[lo : lo + chunk], b[lo : lo + chunk])]
+            rs = [RangeCls(x, y) for x, y in zip(a[lo : lo + chunk], b[lo : lo + chunk], strict=True)]
             mm.drain_invalidated()
 
             def run() -> None:

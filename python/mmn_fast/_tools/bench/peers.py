@@ -4,7 +4,8 @@ target's own coordinates; the module each target needs."""
 from __future__ import annotations
 
 from array import array
-from typing import Any, Callable, cast
+from collections.abc import Callable
+from typing import Any, cast
 
 
 class Adapter:
@@ -131,7 +132,7 @@ class PyIntervalTree(Adapter):
     def from_arrays(self, starts: list[int], lasts: list[int]) -> Callable[[], Any]:
         import intervaltree  # type: ignore[import-untyped, import-not-found, unused-ignore]
 
-        tuples = [(s, l + 1) for s, l in zip(starts, lasts)]
+        tuples = [(s, l + 1) for s, l in zip(starts, lasts, strict=True)]
         return lambda: intervaltree.IntervalTree.from_tuples(tuples)
 
     def churn_fns(self) -> tuple[Callable[[Any], Any], Callable[[int, int, Any], Any]]:
@@ -304,7 +305,7 @@ class IntervalTreeRs(Adapter):
     def from_arrays(self, starts: list[int], lasts: list[int]) -> Callable[[], Any]:
         import intervaltree_rs  # type: ignore[import-not-found, unused-ignore]
 
-        tuples = [(s, l + 1, None) for s, l in zip(starts, lasts)]
+        tuples = [(s, l + 1, None) for s, l in zip(starts, lasts, strict=True)]
         mod: Any = intervaltree_rs  # its stub types from_tuples' argument as trees, not tuples
         return lambda: mod.IntervalTree.from_tuples(tuples)
 

@@ -11,7 +11,8 @@ implementation to test against: ``tests/`` has the oracle.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from intervaltree import Interval, IntervalTree  # type: ignore[import-untyped, import-not-found, unused-ignore]
 
@@ -118,7 +119,7 @@ class PyMM:
 
     def invalidate_many(self, starts: Any, ends: Any, event: int = 0) -> int:
         calls = 0
-        for s, e in zip(starts, ends):
+        for s, e in zip(starts, ends, strict=True):
             rng = PyRange(s, e, event)
             calls += self._start(rng)
             self.invalidate_range_end(rng)

@@ -58,10 +58,10 @@ def tree_table(targets: dict[str, dict[str, Any]]) -> tuple[str, list[dict[str, 
 
 def _render(header: list[str], lines: list[list[str]]) -> str:
     widths = [max(len(str(r[i])) for r in [header] + lines) for i in range(len(header))]
-    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     out.append("  ".join("-" * w for w in widths))
     for r in lines:
-        out.append("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+        out.append("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
     return "\n".join(out)
 
 

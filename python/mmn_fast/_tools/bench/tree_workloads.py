@@ -5,7 +5,8 @@ from __future__ import annotations
 import gc
 import random
 import tracemalloc
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .data import SEED, BruteForce, inside_queries, intervals, random_queries
 from .measure import Sink, WrongAnswer, check_counts, guard, rss_bytes, size_of, time_batches
@@ -37,10 +38,10 @@ def run_tree_worker(name: str, cfg: dict[str, Any], sink: Sink) -> None:
         ad.new()
         ins = ad.insert_fn()
         if ins is None:
-            for s, l, v in zip(cs, cl, vals):
+            for s, l, v in zip(cs, cl, vals, strict=True):
                 ad.add(s, l, v)
         else:
-            for s, l, v in zip(cs, cl, vals):
+            for s, l, v in zip(cs, cl, vals, strict=True):
                 ins(s, l, v)
         ad.finish()
 
@@ -184,7 +185,7 @@ def run_tree_worker(name: str, cfg: dict[str, Any], sink: Sink) -> None:
 
 def _rebuild(ad: Adapter, cs: list[int], cl: list[int], vals: list[int]) -> list[Any]:
     ad.new()
-    keys = [ad.add(s, l, v) for s, l, v in zip(cs, cl, vals)]
+    keys = [ad.add(s, l, v) for s, l, v in zip(cs, cl, vals, strict=True)]
     ad.finish()
     return keys
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Optional, TextIO
+from typing import TextIO
 
 from .pages import CHUNK_PAGES
 from .run import run_demo
@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run_from_args(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
+def run_from_args(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run the demo as ``args`` say and print the summary to ``out`` (default stdout); 0 when
     every check passed, else 1."""
     report = run_demo(args.seconds, args.seed, npages=args.pages)
@@ -51,7 +51,7 @@ def run_from_args(args: argparse.Namespace, out: Optional[TextIO] = None) -> int
     return 0 if report.ok else 1
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """``examples/device_mirror.py``'s entry point."""
     parser = argparse.ArgumentParser(description=_DESCRIPTION)
     add_arguments(parser)

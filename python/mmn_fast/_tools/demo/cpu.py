@@ -5,10 +5,9 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 from mmn_fast import MM, Event, Range, WouldBlock
 
@@ -148,7 +147,7 @@ class Cpu:
         return moved
 
     def _runs(self, pages: list[int]) -> Iterator[tuple[int, int, Device]]:
-        run: Optional[tuple[int, int, Device]] = None
+        run: tuple[int, int, Device] | None = None
         for page in pages:
             pte = self._pt.get(page)
             if pte is None or pte.device is None:
@@ -170,7 +169,7 @@ class Cpu:
         npages: int,
         event: Event,
         *,
-        owner: Optional[Device] = None,
+        owner: Device | None = None,
         blockable: bool = True,
     ) -> Iterator[Range]:
         """One invalidation over pages ``[first, first + npages)``: start, hooks, the change
@@ -195,7 +194,7 @@ class Cpu:
 
     def note(self, who: str, action: str, pages: int) -> None:
         """Called by subscriber callbacks: what this thread's running start made ``who`` do."""
-        notes: Optional[list[tuple[str, str, int]]] = getattr(self._local, "notes", None)
+        notes: list[tuple[str, str, int]] | None = getattr(self._local, "notes", None)
         if notes is not None:
             notes.append((who, action, pages))
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING
 
 from mmn_fast import Event, IntervalNotifier, Range
 
@@ -155,7 +156,7 @@ class Device:
         npages: int,
         *,
         timeout: float = FAULT_TIMEOUT,
-        after_read: Optional[Callable[[int], None]] = None,
+        after_read: Callable[[int], None] | None = None,
     ) -> int:
         """Mirror the present pages of ``[first, first + npages)``; returns how many.
 
@@ -195,7 +196,7 @@ class Device:
         npages: int,
         *,
         timeout: float = FAULT_TIMEOUT,
-        after_read: Optional[Callable[[int], None]] = None,
+        after_read: Callable[[int], None] | None = None,
     ) -> list[Perm]:
         """Report the pages of ``[first, first + npages)`` without mirroring them.
 
@@ -226,7 +227,7 @@ class Device:
         finally:
             tmp.remove()
 
-    def _perm(self, pte: Optional[Pte]) -> Perm:
+    def _perm(self, pte: Pte | None) -> Perm:
         if pte is None:
             return Perm.ERROR
         if pte.device is not None and pte.device is not self:
@@ -234,7 +235,7 @@ class Device:
         perm = Perm.READ | Perm.WRITE if pte.writable else Perm.READ
         return perm | Perm.DEVICE_LOCAL if pte.device is self else perm
 
-    def _read_begin(self, deadline: float, sub: Optional[IntervalNotifier] = None) -> int:
+    def _read_begin(self, deadline: float, sub: IntervalNotifier | None = None) -> int:
         remaining = deadline - time.monotonic()
         try:
             if remaining <= 0:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, NamedTuple, Optional
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from .device import Device
@@ -30,7 +30,7 @@ class Pte(NamedTuple):
     value: int
     writable: bool
     #: Where the page lives: ``None`` for system memory, else the device holding it.
-    device: Optional[Device] = None
+    device: Device | None = None
 
     def mirrored(self) -> MirrorEntry:
         """What a device mirror keeps of this entry (the location is not part of it)."""
