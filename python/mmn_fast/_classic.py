@@ -74,7 +74,13 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ._errors import combine
+from ._mmn_fast import (
+    AlreadyRegisteredError,
+    EmptyRangeError,
+    NotRegisteredError,
+    ReleasedError,
+    combine,
+)
 
 __all__ = ["ClassicList", "Notifier", "synchronize"]
 
@@ -126,7 +132,7 @@ class Notifier:
         """
         entry = _claim_of(self)
         if entry is None:
-            raise ValueError(f"put() of a {type(self).__name__} that is not registered")
+            raise NotRegisteredError(f"put() of a {type(self).__name__} that is not registered")
         entry.owner._put(entry)
 
 
@@ -349,7 +355,7 @@ def _set_users(notifier: Notifier, users: int) -> None:
     """Test hook (T60): force the get/put count of a registered notifier."""
     entry = _claim_of(notifier)
     if entry is None:
-        raise ValueError("not registered")
+        raise NotRegisteredError("not registered")
     with _LOCK:
         entry.users = users
 
@@ -365,7 +371,7 @@ def _u64(value: Any) -> int:
 def _u64_range(start: Any, end: Any) -> tuple[int, int]:
     start, end = _u64(start), _u64(end)
     if start >= end:
-        raise ValueError(f"empty range [{start:#x}, {end:#x})")
+        raise EmptyRangeError(f"empty range [{start:#x}, {end:#x})")
     return start, end
 
 
@@ -497,10 +503,10 @@ class ClassicList:
         """Claim and publish (R62). ``ValueError`` if the address space was released (D12)
         or the notifier is already registered on any MM (D6, R65); then nothing changes."""
         if mm._released:
-            raise ValueError("the address space was released; it takes no new notifier")
+            raise ReleasedError("the address space was released; it takes no new notifier")
         try:
             if not _claim(entry):
-                raise ValueError(f"this {type(entry.notifier).__name__} is already registered")
+                raise AlreadyRegisteredError(f"this {type(entry.notifier).__name__} is already registered")
             self._publish(entry)
         finally:
             late = None
@@ -513,7 +519,7 @@ class ClassicList:
             if late is not None:
                 raise late
         if not entry.published:
-            raise ValueError("the address space was released; it takes no new notifier")
+            raise ReleasedError("the address space was released; it takes no new notifier")
 
     def _settle_add(self, entry: _Entry, mm: Any) -> None:
         """After a registration attempt: a published entry turns the core's flag on, a claim
@@ -585,7 +591,7 @@ class ClassicList:
         mm = self._mm()
         entry = _claim_of(notifier)
         if entry is None:
-            raise ValueError(f"this {type(notifier).__name__} is not registered here")
+            raise NotRegisteredError(f"this {type(notifier).__name__} is not registered here")
         errors: list[BaseException] = []
         mine = False
         try:
@@ -594,7 +600,7 @@ class ClassicList:
                 if mine:
                     entry.leaving = True  # a second unregister raises at once (D6)
             if not mine:
-                raise ValueError(f"this {type(notifier).__name__} is not registered here")
+                raise NotRegisteredError(f"this {type(notifier).__name__} is not registered here")
             self._release_once(entry, mm, errors)  # R61: not after mm.release() unhashed it
         finally:
             late = None
@@ -615,7 +621,7 @@ class ClassicList:
             raise TypeError(f"get_notifier() takes a Notifier subclass, got {cls!r}")
         mm = self._mm()
         if mm._released:
-            raise ValueError("the address space was released; it takes no new notifier")
+            raise ReleasedError("the address space was released; it takes no new notifier")
         me, key = threading.get_ident(), id(cls)
         delay = _FIRST_POLL
         mine = False
@@ -645,7 +651,7 @@ class ClassicList:
             raise TypeError(f"{cls.__name__}.alloc_notifier() returned "
                             f"{type(notifier).__name__}, not a Notifier")
         if _claim_of(notifier) is not None:  # someone else's live notifier: not ours to free
-            raise ValueError(f"{cls.__name__}.alloc_notifier() returned a registered notifier")
+            raise AlreadyRegisteredError(f"{cls.__name__}.alloc_notifier() returned a registered notifier")
         # A register() of a cls instance may have landed meanwhile; then ours is surplus and
         # freed, as is one whose registration fails (R67, T62).
         try:
@@ -672,7 +678,7 @@ class ClassicList:
                     if last:
                         entry.leaving = True
             if not ok:
-                raise ValueError("put() of a notifier with no reference left")  # D6
+                raise NotRegisteredError("put() of a notifier with no reference left")  # D6
         finally:
             late = None
             while last:  # I3: finish even if interrupted, re-raise after

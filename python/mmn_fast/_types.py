@@ -1,4 +1,9 @@
-"""The small public value types: ``Event`` and ``WouldBlock`` (API.md). ``Range`` is native."""
+"""The small public value types defined in Python: ``Event`` and ``WouldBlock`` (API.md).
+
+``Range`` and the ``ValueError`` subclasses are native. ``WouldBlock`` is handed to the native
+module once, below (it needs an ``__init__``, which a native exception cannot have under the
+stable ABI).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,15 @@ import enum
 import errno
 from typing import Any
 
+from . import _mmn_fast
+
 
 class Event(enum.IntEnum):
-    """``enum mmu_notifier_event``, kernel order and values (SPEC 1.4, T64)."""
+    """What an invalidation is for: the kernel's ``enum mmu_notifier_event``, same order and values.
+
+    Wherever an event is taken, an ``Event`` or an int in ``0..6`` is accepted; any other int
+    raises ``ValueError``. Ranges always hand back the ``Event`` member.
+    """
 
     UNMAP = 0
     CLEAR = 1
@@ -22,8 +33,10 @@ class Event(enum.IntEnum):
 class WouldBlock(BlockingIOError):
     """A subscriber refused a non-blockable invalidation (the kernel's ``-EAGAIN``).
 
-    Raised by a non-blockable ``MM.invalidate_range_start`` that a subscriber refused, and by a
-    ``Notifier.invalidate_range_start`` to refuse.
+    Raised by ``MM.invalidate_range_start`` on a non-blockable range that a subscriber refused
+    (the invalidation is then over: do not call ``invalidate_range_end``). A classic
+    ``Notifier.invalidate_range_start`` raises it to refuse a non-blockable range. ``errno`` is
+    always ``errno.EAGAIN``, also when raised with no arguments.
     """
 
     def __init__(self, *args: Any) -> None:
@@ -34,8 +47,4 @@ class WouldBlock(BlockingIOError):
             self.errno = errno.EAGAIN
 
 
-def _range_from_fields(start: int, end: int, event: int, blockable: bool, vma: Any, owner: Any) -> Any:
-    """Unpickle a ``Range``."""
-    from ._mmn_fast import Range
-
-    return Range(start, end, event, blockable=blockable, vma=vma, owner=owner)
+_mmn_fast.set_would_block(WouldBlock)

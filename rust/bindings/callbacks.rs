@@ -6,8 +6,7 @@ use std::ffi::CString;
 
 use pyo3::exceptions::PyRuntimeWarning;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::PyList;
+use pyo3::intern;
 
 /// Exceptions raised by callbacks of one operation, in the order they happened.
 #[derive(Default)]
@@ -35,22 +34,62 @@ impl Collected {
         self.0.is_empty()
     }
 
-    /// `Err(first)` with every later exception appended to its `__context__` chain
-    /// (`mmn_fast._errors.combine`), or `Ok(())` when nothing was raised.
+    /// `Err(first)` with every later exception appended to its `__context__` chain (API.md
+    /// "Errors", SPEC D11), or `Ok(())` when nothing was raised.
     pub fn into_result(self, py: Python<'_>) -> PyResult<()> {
-        let mut errors = self.0;
-        match errors.len() {
-            0 => Ok(()),
-            1 => Err(errors.remove(0)),
-            _ => {
-                static COMBINE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-                let combine = COMBINE.import(py, "mmn_fast._errors", "combine")?;
-                let values = errors.into_iter().map(|e| e.into_value(py));
-                let first = combine.call1((PyList::new(py, values)?,))?;
-                Err(PyErr::from_value(first))
-            }
+        let mut errors = self.0.into_iter();
+        let Some(first) = errors.next() else {
+            return Ok(());
+        };
+        for later in errors {
+            // A chain that cannot be read or written stays as it is: `first` is raised anyway.
+            append_context(py, &first, later).ok();
         }
+        Err(first)
     }
+}
+
+/// Link `later` at the end of `head`'s `__context__` chain, never overwriting a link that is
+/// there; a chain that loops (made by the callbacks themselves) or already reaches `later` is
+/// left as it is, so no cycle is made. Costs one step per link of the chain.
+fn append_context(py: Python<'_>, head: &PyErr, later: PyErr) -> PyResult<()> {
+    let context = intern!(py, "__context__");
+    let later = later.into_value(py).into_bound(py).into_any();
+    let mut node = head.value(py).clone().into_any();
+    let mut seen = vec![node.as_ptr()];
+    loop {
+        let next = node.getattr(context)?;
+        if next.is_none() {
+            break;
+        }
+        if seen.contains(&next.as_ptr()) {
+            return Ok(());
+        }
+        seen.push(next.as_ptr());
+        node = next;
+    }
+    if !seen.contains(&later.as_ptr()) {
+        node.setattr(context, later)?;
+    }
+    Ok(())
+}
+
+/// `combine(errors)`: chain `errors[1:]` behind `errors[0]` as [`Collected::into_result`] does and
+/// return `errors[0]`, the one to raise; classic mode (Python) collects its exceptions with it.
+#[pyfunction]
+pub fn combine<'py>(
+    py: Python<'py>,
+    errors: Vec<Bound<'py, pyo3::exceptions::PyBaseException>>,
+) -> PyResult<Bound<'py, pyo3::exceptions::PyBaseException>> {
+    let mut errors = errors.into_iter();
+    let first = errors
+        .next()
+        .ok_or_else(|| pyo3::exceptions::PyValueError::new_err("combine() of no exception"))?;
+    let head = PyErr::from_value(first.clone().into_any());
+    for later in errors {
+        append_context(py, &head, PyErr::from_value(later.into_any()))?;
+    }
+    Ok(first)
 }
 
 /// Emit a `RuntimeWarning`; if the filters turn it into an error, the error is collected

@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use pyo3::exceptions::PyValueError;
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -611,7 +610,7 @@ impl MMCore {
         {
             let mut guard = this.lock(py); // under the lock
             if guard.released() {
-                return Err(PyValueError::new_err(
+                return Err(super::errors::ReleasedError::new_err(
                     "the address space was already released",
                 ));
             }
@@ -789,7 +788,7 @@ fn by_method(ops: &Bound<'_, PyAny>) -> PyResult<bool> {
 ///
 /// GC: it visits its mm and range; it needs no `__clear__`, since both are set when it is
 /// built: any cycle through it passes through an older, mutable object that can be cleared.
-#[pyclass(frozen, module = "mmn_fast._mmn_fast")]
+#[pyclass(frozen, module = "mmn_fast")]
 pub struct Invalidation {
     mm: Py<MMCore>,
     range: Py<Range>,

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use pyo3::exceptions::PyAttributeError;
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::PyTuple;
 
 use super::convert::{event_member, EventArg, EVENT_MIGRATE, EVENT_PROTECTION_VMA, U64};
@@ -209,14 +210,32 @@ impl Range {
         visit.call(&self.owner)
     }
 
+    /// Equal ranges hash equal: the hash of the tuple of all six fields (so a range whose
+    /// `vma` or `owner` is unhashable is unhashable too, like a tuple holding it).
+    fn __hash__(&self, py: Python<'_>) -> PyResult<isize> {
+        (
+            self.start(),
+            self.end(),
+            self.event,
+            self.blockable,
+            self.vma.clone_ref(py),
+            self.owner.clone_ref(py),
+        )
+            .into_pyobject(py)?
+            .hash()
+    }
+
+    /// Pickled as a call of the native `_mmn_fast._range` with its six fields.
     fn __reduce__<'py>(
         slf: &Bound<'py, Self>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
         let py = slf.py();
         let r = slf.get();
-        let ctor = py
-            .import("mmn_fast._types")?
-            .getattr("_range_from_fields")?;
+        let ctor = UNPICKLE
+            .get(py)
+            .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("_mmn_fast not initialised"))?
+            .bind(py)
+            .clone();
         let args = (
             r.start(),
             r.end(),
@@ -227,4 +246,31 @@ impl Range {
         );
         Ok((ctor, args.into_pyobject(py)?))
     }
+}
+
+/// `_mmn_fast._range` as the module holds it (a function pickles by its module and name, so
+/// `__reduce__` must return the module's own object); set by [`add_unpickle`].
+static UNPICKLE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// Add `_range` to the native module and remember it for `__reduce__`.
+pub fn add_unpickle(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let function = wrap_pyfunction!(unpickle, m)?;
+    m.add_function(function.clone())?;
+    let _ = UNPICKLE.set(m.py(), function.into_any().unbind());
+    Ok(())
+}
+
+/// Rebuild a pickled `Range` (what `Range.__reduce__` names); not API.
+#[pyfunction]
+#[pyo3(name = "_range")]
+pub fn unpickle(
+    py: Python<'_>,
+    start: U64,
+    end: U64,
+    event: EventArg,
+    blockable: bool,
+    vma: Py<PyAny>,
+    owner: Py<PyAny>,
+) -> PyResult<Py<Range>> {
+    Range::build(py, start.0, end.0, event.0, blockable, vma, owner)
 }
