@@ -18,6 +18,7 @@ class MM(MMCore):
 
     def __init__(self) -> None:
         self._classic = ClassicList(weakref.ref(self))
+        self._set_classic_hooks(self._classic)
 
     # Classic mode (SPEC 2.H-2.L): the list of notifiers lives in ClassicList.
     def register(self, notifier: Notifier) -> None:

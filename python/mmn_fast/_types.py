@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import enum
 import errno
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from . import _mmn_fast
+from ._mmn_fast import Range
+
+Token = TypeVar("Token")
 
 
 class Event(enum.IntEnum):
@@ -45,6 +48,35 @@ class WouldBlock(BlockingIOError):
         super().__init__(*args)
         if self.errno is None:
             self.errno = errno.EAGAIN
+
+
+
+class ClassicHooks(Protocol[Token]):
+    """What the native core calls of classic mode (``rust/bindings/classic.rs``), handed over
+    once by ``MM.__init__``; ``_classic.ClassicList`` implements it.
+
+    Called with no core lock held and only while a classic notifier is registered. Every hook
+    catches the exceptions of its work and returns them (the core raises them, chained, API.md
+    "Errors"); a hook raises only when an exception lands before it did anything, and then the
+    core calls ``abort``, ``end`` or ``release`` again (their callbacks are owed).
+    """
+
+    def start(self, rng: Range, /) -> tuple[Token, bool, list[BaseException]]:
+        """The classic starts of ``rng``: ``(token, refused, errors)``; ``token`` names the
+        notifiers given the start, for ``abort``."""
+        ...
+
+    def abort(self, token: Token, rng: Range, /) -> list[BaseException]:
+        """The ends owed by a start that failed, to the notifiers ``token`` names (R46, D1)."""
+        ...
+
+    def end(self, rng: Range, only_end: bool, /) -> list[BaseException]:
+        """The classic ends of ``rng`` (R49, R50)."""
+        ...
+
+    def release(self) -> list[BaseException]:
+        """The classic side of ``MM.release()`` (R60, R61)."""
+        ...
 
 
 _mmn_fast.set_would_block(WouldBlock)

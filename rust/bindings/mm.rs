@@ -27,6 +27,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 use super::callbacks::{warn, Collected, StartScope};
+use super::classic::ClassicBridge;
 use super::convert::{decode_batch, EventArg, U64s, EVENT_RELEASE, U64};
 use super::errors::would_block;
 use super::locking::acquire;
@@ -107,8 +108,8 @@ pub struct MMCore {
     /// closing end frees them (a removed subscription stays readable); only touched under the
     /// core lock.
     removals: Mutex<Vec<(SubKey, Arc<AtomicU64>)>>,
-    /// A classic notifier is registered: call the `_classic` hooks.
-    classic_on: AtomicBool,
+    /// Classic mode: its flag and hooks (see [`ClassicBridge`]).
+    classic: ClassicBridge,
     /// The kernel's `mm_has_notifiers`: set by the first registration of any kind (R1, R4).
     has_notifiers: AtomicBool,
 }
@@ -126,7 +127,7 @@ impl MMCore {
     }
 
     fn classic_on(&self) -> bool {
-        self.classic_on.load(Ordering::Acquire)
+        self.classic.is_on()
     }
 
     /// Lock the core from an attached thread, waiting (if at all) with the GIL released.
@@ -293,12 +294,8 @@ impl MMCore {
         let mut classic_refused = false;
         if classic && !refused {
             // R16: an interval refusal skips the classic starts; an exception does not (D1).
-            let outcome = classic_hook(slf, intern!(py, "start"), (range,))
-                .and_then(|r| r.extract::<(Bound<'_, PyAny>, bool, Bound<'_, PyAny>)>());
-            if let Some((tok, hook_refused, errs)) = errors.keep(outcome) {
+            if let Some((tok, hook_refused)) = this.classic.start(range, &mut errors) {
                 classic_refused = hook_refused;
-                let listed = errors.extend_from_list(&errs);
-                errors.keep(listed);
                 token = Some(tok);
             }
         }
@@ -307,10 +304,7 @@ impl MMCore {
         }
         errors.keep(this.end_interval(py));
         if let Some(token) = token {
-            collect_hook_errors(
-                &mut errors,
-                classic_hook(slf, intern!(py, "abort"), (token, range)),
-            );
+            this.classic.abort(&token, range, &mut errors);
         }
         errors.into_result(py)?;
         Ok(StartOutcome::Refused)
@@ -325,10 +319,7 @@ impl MMCore {
             return Ok(());
         }
         let mut errors = Collected::default();
-        collect_hook_errors(
-            &mut errors,
-            classic_hook(slf, intern!(py, "end"), (range, only_end)),
-        );
+        this.classic.end(range, only_end, &mut errors);
         errors.into_result(py)
     }
 
@@ -405,24 +396,6 @@ impl MMCore {
     }
 }
 
-/// Call the classic-mode hook `self._classic.<name>(*args)`.
-fn classic_hook<'py>(
-    slf: &Bound<'py, MMCore>,
-    name: &Bound<'py, pyo3::types::PyString>,
-    args: impl pyo3::call::PyCallArgs<'py>,
-) -> PyResult<Bound<'py, PyAny>> {
-    slf.getattr(intern!(slf.py(), "_classic"))?
-        .call_method1(name, args)
-}
-
-/// Collect the exceptions a hook returned (a list), or the one it raised.
-fn collect_hook_errors(errors: &mut Collected, returned: PyResult<Bound<'_, PyAny>>) {
-    if let Some(errs) = errors.keep(returned) {
-        let listed = errors.extend_from_list(&errs);
-        errors.keep(listed);
-    }
-}
-
 #[pymethods]
 impl MMCore {
     #[new]
@@ -432,7 +405,7 @@ impl MMCore {
             notifier: Notifier::new(),
             refs: PyRefs::new(),
             removals: Mutex::new(Vec::new()),
-            classic_on: AtomicBool::new(false),
+            classic: ClassicBridge::new(),
             has_notifiers: AtomicBool::new(false),
         }
     }
@@ -626,7 +599,7 @@ impl MMCore {
         }
         errors.keep(this.end_interval(py));
         if this.classic_on() {
-            collect_hook_errors(&mut errors, classic_hook(slf, intern!(py, "release"), ()));
+            this.classic.release(py, &mut errors);
         }
         errors.into_result(py)
     }
@@ -699,7 +672,12 @@ impl MMCore {
         if on {
             self.has_notifiers.store(true, Ordering::Release);
         }
-        self.classic_on.store(on, Ordering::Release);
+        self.classic.set_on(on);
+    }
+
+    /// `MM.__init__` hands over its classic-mode hooks (a `ClassicHooks`), once.
+    fn _set_classic_hooks(&self, hooks: Py<PyAny>) {
+        self.classic.set_hooks(hooks);
     }
 
     /// Check the core invariants (R81, R84 and the tree's); for tests.
@@ -711,6 +689,7 @@ impl MMCore {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         // Never the core lock: `refs` reports the same references whatever it is doing.
+        self.classic.traverse(&visit)?;
         self.refs.traverse(&visit, |visit, r| {
             visit.call(&r.obj)?;
             visit.call(&r.tag)?;
@@ -723,6 +702,7 @@ impl MMCore {
         let slots = self.notifier.lock().drain_payloads();
         drop(slots);
         drop(self.refs.take_all());
+        self.classic.clear();
     }
 }
 

@@ -4,6 +4,7 @@
 //! the Python package `mmn_fast` subclasses what is defined here and adds classic mode.
 
 mod callbacks;
+mod classic;
 mod convert;
 mod errors;
 mod locking;
