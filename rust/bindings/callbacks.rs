@@ -5,8 +5,8 @@ use std::cell::RefCell;
 use std::ffi::CString;
 
 use pyo3::exceptions::PyRuntimeWarning;
-use pyo3::prelude::*;
 use pyo3::intern;
+use pyo3::prelude::*;
 
 /// Exceptions raised by callbacks of one operation, in the order they happened.
 #[derive(Default)]

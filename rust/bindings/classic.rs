@@ -69,9 +69,9 @@ impl ClassicBridge {
 
     fn hooks<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let hooks = self.slot().as_ref().map(|h| h.clone_ref(py));
-        hooks
-            .map(|h| h.into_bound(py))
-            .ok_or_else(|| PyRuntimeError::new_err("classic mode has no hooks (MM.__init__ not run)"))
+        hooks.map(|h| h.into_bound(py)).ok_or_else(|| {
+            PyRuntimeError::new_err("classic mode has no hooks (MM.__init__ not run)")
+        })
     }
 
     /// The classic starts of `range`: `Some((token, refused))` when the hook ran (its
@@ -83,8 +83,11 @@ impl ClassicBridge {
     ) -> Option<(Bound<'py, PyAny>, bool)> {
         let py = range.py();
         let returned = self.hooks(py).and_then(|h| {
-            h.call_method1(intern!(py, "start"), (range,))?
-                .extract::<(Bound<'py, PyAny>, bool, Bound<'py, PyAny>)>()
+            h.call_method1(intern!(py, "start"), (range,))?.extract::<(
+                Bound<'py, PyAny>,
+                bool,
+                Bound<'py, PyAny>,
+            )>()
         });
         let (token, refused, raised) = errors.keep(returned)?;
         let listed = errors.extend_from_list(&raised);
@@ -93,15 +96,24 @@ impl ClassicBridge {
     }
 
     /// The ends owed by a failed start that `start` gave `token` (R46, D1).
-    pub fn abort(&self, token: &Bound<'_, PyAny>, range: &Bound<'_, Range>, errors: &mut Collected) {
+    pub fn abort(
+        &self,
+        token: &Bound<'_, PyAny>,
+        range: &Bound<'_, Range>,
+        errors: &mut Collected,
+    ) {
         let py = range.py();
-        self.owed(py, errors, |h| h.call_method1(intern!(py, "abort"), (token, range)));
+        self.owed(py, errors, |h| {
+            h.call_method1(intern!(py, "abort"), (token, range))
+        });
     }
 
     /// The classic ends of `range` (R49, R50).
     pub fn end(&self, range: &Bound<'_, Range>, only_end: bool, errors: &mut Collected) {
         let py = range.py();
-        self.owed(py, errors, |h| h.call_method1(intern!(py, "end"), (range, only_end)));
+        self.owed(py, errors, |h| {
+            h.call_method1(intern!(py, "end"), (range, only_end))
+        });
     }
 
     /// The classic side of `mm.release()` (R60, R61).

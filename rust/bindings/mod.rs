@@ -32,10 +32,19 @@ fn _mmn_fast(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(callbacks::combine, m)?)?;
     let py = m.py();
     m.add("EmptyRangeError", py.get_type::<errors::EmptyRangeError>())?;
-    m.add("SubscriptionRemovedError", py.get_type::<errors::SubscriptionRemovedError>())?;
+    m.add(
+        "SubscriptionRemovedError",
+        py.get_type::<errors::SubscriptionRemovedError>(),
+    )?;
     m.add("ReleasedError", py.get_type::<errors::ReleasedError>())?;
-    m.add("NotRegisteredError", py.get_type::<errors::NotRegisteredError>())?;
-    m.add("AlreadyRegisteredError", py.get_type::<errors::AlreadyRegisteredError>())?;
+    m.add(
+        "NotRegisteredError",
+        py.get_type::<errors::NotRegisteredError>(),
+    )?;
+    m.add(
+        "AlreadyRegisteredError",
+        py.get_type::<errors::AlreadyRegisteredError>(),
+    )?;
     // Memory reports (issue 7): bytes per `IntervalTree` entry, and per subscription in the core
     // (the `IntervalNotifier` Python object comes on top).
     m.add("NODE_BYTES", tree::NODE_BYTES)?;

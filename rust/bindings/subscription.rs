@@ -78,9 +78,8 @@ impl IntervalNotifier {
 
     /// This subscription's seq, read under the mm lock; once freed, its last one.
     fn seq(&self, py: Python<'_>) -> PyResult<u64> {
-        let guard = self.mm.get().lock(py);
-        match guard.sub(self.key()) {
-            Some((_, sub)) => Ok(sub.seq()),
+        match self.mm.get().sub_seq(py, self.key()) {
+            Some(seq) => Ok(seq),
             None => self.freed_seq(),
         }
     }
@@ -157,13 +156,10 @@ impl IntervalNotifier {
     fn read_begin(&self, py: Python<'_>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
         let timeout = timeout_arg(timeout)?;
         let mm = self.mm.get();
-        let (seq, must_wait) = {
-            let guard = mm.lock(py); // under the lock
-            match guard.read_begin(self.key()) {
-                Ok(answer) => answer,
-                // Freed: no epoch can touch it any more, so there is nothing to wait for.
-                Err(_) => (self.freed_seq()?, false),
-            }
+        let (seq, must_wait) = match mm.sub_read_begin(py, self.key()) {
+            Ok(answer) => answer,
+            // Freed: no epoch can touch it any more, so there is nothing to wait for.
+            Err(_) => (self.freed_seq()?, false),
         };
         if !must_wait {
             return Ok(seq);
@@ -194,10 +190,7 @@ impl IntervalNotifier {
 
     /// `mmu_interval_set_seq` (R24): call from `invalidate` with its `cur_seq`, under your lock.
     fn set_seq(&self, py: Python<'_>, cur_seq: U64) -> PyResult<()> {
-        let mut guard = self.mm.get().lock(py);
-        let (_, sub) = guard.sub_mut(self.key()).ok_or(Error::NotSubscribed)?;
-        sub.set_seq(cur_seq.0);
-        Ok(())
+        Ok(self.mm.get().sub_set_seq(py, self.key(), cur_seq.0)?)
     }
 
     /// `mmu_interval_notifier_remove` with the 5.18 fix (R39-R41, D4): when it returns, the
@@ -211,22 +204,10 @@ impl IntervalNotifier {
             return Err(Error::NotSubscribed.into());
         }
         let mm = self.mm.get();
-        let key = self.key();
-        let removal = {
-            let mut guard = mm.lock(py); // under the lock
-            if guard.remove_would_wait(key) && mm.inside_own_start() {
-                self.removed.store(false, Ordering::Release);
-                return Err(Error::WouldDeadlock.into());
-            }
-            let seq = guard.sub(key).map(|(_, sub)| sub.seq());
-            let removal = guard.remove(key);
-            match (&removal, seq) {
-                (Ok(Removal::Done(_)), Some(seq)) => self.last_seq.store(seq, Ordering::Release),
-                (Ok(Removal::Deferred { .. }), _) => mm.record_removal(key, self.last_seq.clone()),
-                _ => {}
-            }
-            removal
-        };
+        let removal = mm.sub_remove(py, self.key(), &self.last_seq);
+        if matches!(removal, Err(Error::WouldDeadlock)) {
+            self.removed.store(false, Ordering::Release); // nothing changed: not removed
+        }
         match removal? {
             Removal::Done(freed) => mm.release_payloads(py, freed),
             Removal::Deferred { wait_seq } => {

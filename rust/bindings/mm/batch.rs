@@ -1,0 +1,152 @@
+//! `invalidate_many`: a batch of ranges, each a complete start + end (R12-R18).
+//!
+//! Locking: the ranges whose hits are all native run under one core lock hold per chunk, with
+//! the GIL released ([`MMCore::run_natives`], the only place that locks the core mutex without
+//! [`MMCore::lock`]: it is detached, so it may wait); a range that reaches a Python callback
+//! or classic mode is finished attached, after unlocking.
+
+use pyo3::prelude::*;
+
+use super::{Call, Hit, MMCore, StartOutcome, SubPayload};
+use crate::bindings::convert::{decode_batch, EventArg, U64s};
+use crate::bindings::errors::would_block;
+use crate::bindings::range::Range;
+use crate::interval::Interval;
+use crate::protocol::Ended;
+
+/// Ranges `invalidate_many` runs per GIL release, between two looks for signals.
+const BATCH_BLOCK: usize = 1 << 14;
+
+impl MMCore {
+    /// `invalidate_many`: start + end of each range in order, native subscriptions with the GIL
+    /// released; returns the interval callbacks made.
+    pub(super) fn invalidate_batch(
+        slf: &Bound<'_, Self>,
+        starts: &Bound<'_, PyAny>,
+        ends: &Bound<'_, PyAny>,
+        event: EventArg,
+    ) -> PyResult<u64> {
+        let py = slf.py();
+        let this = slf.get();
+        let event = event.0;
+        let (starts, ends) = (
+            U64s::extract(starts, "starts")?,
+            U64s::extract(ends, "ends")?,
+        );
+        // The whole batch is checked before anything changes (D3), large ones without the GIL.
+        let queries = decode_batch(py, &starts, &ends, Interval::from_range, "range")?;
+        drop((starts, ends));
+        let mut hits = 0u64;
+        let mut i = 0;
+        let mut stopped_at_callback = false;
+        while i < queries.len() {
+            if this.classic_on() {
+                // Classic notifiers need a Range and Python for every range.
+                let q = queries[i];
+                let range = batch_range(py, q, event)?;
+                let (started, calls) = this.begin(py, q);
+                hits += started.hits as u64;
+                Self::finish_batch_range(slf, &range, started.cur_seq, calls)?;
+                i += 1;
+                continue;
+            }
+            let block = &queries[i..queries.len().min(i + BATCH_BLOCK)];
+            let mut freed = Vec::new();
+            // Release the GIL for the Rust part, unless the last block stopped at a Python
+            // callback: then the next one likely does too, and releasing would cost more than
+            // the range itself.
+            let stop = if stopped_at_callback {
+                this.run_natives(block, &mut hits, &mut freed)
+            } else {
+                py.detach(|| this.run_natives(block, &mut hits, &mut freed))
+            };
+            this.release_payloads(py, freed);
+            stopped_at_callback = stop.is_some();
+            match stop {
+                None => i += block.len(),
+                Some((at, cur_seq, hits)) => {
+                    let q = block[at];
+                    let calls = this.calls(py, hits);
+                    let range = batch_range(py, q, event)?;
+                    Self::finish_batch_range(slf, &range, cur_seq, calls)?;
+                    i += at + 1;
+                }
+            }
+            py.check_signals()?;
+        }
+        Ok(hits)
+    }
+
+    /// `invalidate_many`'s Rust part (runs with the GIL released): run `queries` (start + end
+    /// each) while every hit is native, several ranges per lock hold. Stops at the first range
+    /// that reaches a Python callback, with that range's start done: returns its index,
+    /// `cur_seq` and the hits to handle. Freed payloads go to `freed`, for the caller to release
+    /// once attached.
+    pub(super) fn run_natives(
+        &self,
+        queries: &[Interval],
+        hits: &mut u64,
+        freed: &mut Vec<SubPayload>,
+    ) -> Option<(usize, u64, Vec<Hit>)> {
+        const PER_LOCK: usize = 64;
+        for (chunk_no, chunk) in queries.chunks(PER_LOCK).enumerate() {
+            let mut closed = false;
+            let mut guard = self.notifier.lock();
+            for (i, &query) in chunk.iter().enumerate() {
+                let mut keys = Vec::new();
+                let started = guard.start(query, |key, _, sub, _| keys.push(Hit::of(key, sub)));
+                *hits += started.hits as u64;
+                if !keys.is_empty() {
+                    drop(guard);
+                    if closed {
+                        self.notifier.wake_all();
+                    }
+                    return Some((chunk_no * PER_LOCK + i, started.cur_seq, keys));
+                }
+                match self.end_locked(&mut guard) {
+                    Ok(Ended::Closed { freed: f }) => {
+                        freed.extend(f);
+                        closed = true;
+                    }
+                    Ok(Ended::Open) => {}
+                    Err(_) => debug_assert!(false, "end without start in the same lock hold"),
+                }
+            }
+            drop(guard);
+            if closed {
+                self.notifier.wake_all();
+            }
+        }
+        None
+    }
+
+    /// The Python part of one `invalidate_many` range whose start (interval side) is done:
+    /// callbacks, classic start, then the end (R16-R18); a range whose start fails stops the
+    /// batch with its exception (D1).
+    fn finish_batch_range(
+        slf: &Bound<'_, Self>,
+        range: &Bound<'_, Range>,
+        cur_seq: u64,
+        calls: Vec<Call>,
+    ) -> PyResult<()> {
+        match Self::complete_start(slf, range, cur_seq, calls)? {
+            StartOutcome::Done => Self::end(slf, range, false),
+            // Batch ranges are blockable: refusals warn and are ignored (D2).
+            StartOutcome::Refused => Err(would_block(slf.py())),
+        }
+    }
+}
+
+/// The `Range(start, end, event)` of one `invalidate_many` range (blockable, no vma or owner).
+fn batch_range(py: Python<'_>, q: Interval, event: u8) -> PyResult<Bound<'_, Range>> {
+    let range = Range::build(
+        py,
+        q.start(),
+        q.last() + 1,
+        event,
+        true,
+        py.None(),
+        py.None(),
+    )?;
+    Ok(range.into_bound(py))
+}
