@@ -72,7 +72,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from ._mmn_fast import (
     AlreadyRegisteredError,
@@ -218,7 +218,7 @@ def _claim(entry: _Entry) -> bool:
             current = home[_CLAIM] if _CLAIM in home else None
             if current is seen:
                 settled = True
-                taken = live and seen.claimed
+                taken = live and cast(_Entry, seen).claimed  # `is` narrowed it to current's type
                 if not taken:
                     home[_CLAIM] = entry  # `current` keeps what it replaces alive (I1)
                     entry.claimed = True
