@@ -72,7 +72,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from typing import Any, cast
+from typing import Any
 
 from ._mmn_fast import (
     AlreadyRegisteredError,
@@ -212,13 +212,13 @@ def _claim(entry: _Entry) -> bool:
     home = entry.home
     while True:
         seen: Any = home.get(_CLAIM)  # read unlocked, then confirmed unchanged in the section
-        live = type(seen) is _Entry and seen.notifier is entry.notifier
+        live: _Entry | None = seen if type(seen) is _Entry and seen.notifier is entry.notifier else None
         settled = taken = False
         with _LOCK:
             current = home[_CLAIM] if _CLAIM in home else None
             if current is seen:
                 settled = True
-                taken = live and cast(_Entry, seen).claimed  # `is` narrowed it to current's type
+                taken = live is not None and live.claimed  # no call under the lock (I1)
                 if not taken:
                     home[_CLAIM] = entry  # `current` keeps what it replaces alive (I1)
                     entry.claimed = True
