@@ -361,9 +361,6 @@ def test_alloc_notifier_reentering_get_notifier_does_not_wait_for_itself():
 
 _SIGNAL_AFTER = {"CALL", "CALL_FUNCTION_EX", "CALL_KW", "CALL_INTRINSIC_1"}
 _SIGNAL_AT = {"JUMP_BACKWARD"}
-# The hooks the core calls: a signal landing on their very first instruction is the core's to
-# handle (mm.rs calls them), not this module's; every other point is checked.
-_BRIDGE = {"ClassicList.start", "ClassicList.abort", "ClassicList.end", "ClassicList.release"}
 _points_cache: dict = {}
 
 
@@ -398,8 +395,9 @@ class _Interrupter:
         if code.co_filename != _classic.__file__:
             return None
         frame.f_trace_opcodes = True
-        if code.co_qualname not in _BRIDGE:
-            self._point(f"entry of {code.co_qualname}")
+        # Every entry, the four hooks the core calls included: a signal on a hook's first
+        # instruction is the core's to handle (bindings/classic.rs calls it again).
+        self._point(f"entry of {code.co_qualname}")
         return self._local
 
     def _local(self, frame, event, arg):
