@@ -127,6 +127,7 @@ impl Range {
         )
     }
 
+    /// The first address.
     #[getter]
     pub(crate) fn start(&self) -> u64 {
         self.query.start()
@@ -138,21 +139,25 @@ impl Range {
         self.query.last() + 1
     }
 
+    /// Why the range is invalidated, always an `Event` member.
     #[getter]
     fn event<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         event_member(py, self.event)
     }
 
+    /// Whether subscribers may sleep; a subscriber may refuse a non-blockable range.
     #[getter]
     fn blockable(&self) -> bool {
         self.blockable
     }
 
+    /// The caller's `vma` object, or None.
     #[getter]
     fn vma(&self, py: Python<'_>) -> Py<PyAny> {
         self.vma.clone_ref(py)
     }
 
+    /// The migrating driver's `owner`, or None.
     #[getter]
     fn owner(&self, py: Python<'_>) -> Py<PyAny> {
         self.owner.clone_ref(py)

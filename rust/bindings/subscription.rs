@@ -106,6 +106,7 @@ impl IntervalNotifier {
         self.mm.clone_ref(py)
     }
 
+    /// The first address covered.
     #[getter]
     fn start(&self) -> u64 {
         self.interval.start()
@@ -117,6 +118,7 @@ impl IntervalNotifier {
         self.interval.last()
     }
 
+    /// `last - start + 1`.
     #[getter]
     fn length(&self) -> u64 {
         // No subscription covers all 2**64 addresses (R38), so this cannot overflow.
@@ -132,6 +134,7 @@ impl IntervalNotifier {
             .map_or_else(|| py.None(), |o| o.clone_ref(py))
     }
 
+    /// The `tag` given at insert (what `MM.drain_invalidated` reports).
     #[getter]
     fn tag(&self, py: Python<'_>) -> Py<PyAny> {
         self.refs()
@@ -189,6 +192,7 @@ impl IntervalNotifier {
     }
 
     /// `mmu_interval_set_seq` (R24): call from `invalidate` with its `cur_seq`, under your lock.
+    /// Raises `SubscriptionRemovedError` once the subscription was removed.
     fn set_seq(&self, py: Python<'_>, cur_seq: U64) -> PyResult<()> {
         Ok(self.mm.get().sub_set_seq(py, self.key(), cur_seq.0)?)
     }
@@ -197,8 +201,9 @@ impl IntervalNotifier {
     /// subscription is out of the tree and its `invalidate` will never be called again. During
     /// an epoch that may call it, it waits (GIL released) for the closing end.
     ///
-    /// Raises `ValueError` on a second call (D6) and `RuntimeError` from inside an invalidation
-    /// callback of this mm when it would have to wait (D6); neither changes anything.
+    /// Raises `SubscriptionRemovedError` (a `ValueError`) on a second call, at once (D6), and
+    /// `RuntimeError` from inside an invalidation callback of this mm when it would have to
+    /// wait (D6); neither changes anything.
     fn remove(&self, py: Python<'_>) -> PyResult<()> {
         if self.removed.swap(true, Ordering::AcqRel) {
             return Err(Error::NotSubscribed.into());

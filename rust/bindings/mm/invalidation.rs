@@ -9,7 +9,8 @@ use pyo3::prelude::*;
 use super::MMCore;
 use crate::bindings::range::Range;
 
-/// `with mm.invalidate(...) as range`: start on enter, end on exit (API.md).
+/// What `mm.invalidate(...)` returns: `with mm.invalidate(start, end) as range:` starts the
+/// invalidation on entry and ends it on exit, even when the body raises.
 ///
 /// Invariant (issue 10, item 3): every start this object makes is paired with exactly one end.
 /// It is open from an accepted `__enter__` to its `__exit__`; entering it while it is open

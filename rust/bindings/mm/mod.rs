@@ -187,7 +187,11 @@ impl MMCore {
         }
     }
 
-    /// `mmu_interval_notifier_insert` (R33-R36); see API.md.
+    /// `mmu_interval_notifier_insert` (R33-R36): subscribe `[start, start + length - 1]`;
+    /// `ops.invalidate(sub, range, cur_seq)` or `ops(sub, range, cur_seq)` is called for every
+    /// overlapping invalidation (`ops=None`: a native subscription). O(log n). Raises
+    /// `OverflowError` for an empty or overflowing interval, `TypeError` for unusable `ops`,
+    /// `ReleasedError` after `release()`.
     #[pyo3(signature = (start, length, ops = None, *, tag = None))]
     fn insert_interval_notifier(
         slf: &Bound<'_, Self>,
@@ -210,12 +214,14 @@ impl MMCore {
         Self::invalidate_batch(slf, starts, ends, event)
     }
 
-    /// `mmu_notifier_release` (R59-R61, D9, D12); see `release.rs`.
+    /// `mmu_notifier_release` (R59-R61, D9, D12): one RELEASE invalidation over every address
+    /// to interval subscribers, then the classic releases; afterwards the mm takes no new
+    /// subscription. Raises `ReleasedError` on a second call, and callback exceptions chained.
     fn release(slf: &Bound<'_, Self>) -> PyResult<()> {
         Self::release_all(slf)
     }
 
-    /// One entry (the tag) per native subscription invalidated since the last drain.
+    /// The tags of native subscriptions invalidated since the last drain, each once; O(entries).
     fn drain_invalidated<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         self.drain_tags(py)
     }
@@ -225,7 +231,10 @@ impl MMCore {
         self.snapshot(py)
     }
 
-    /// `mmu_notifier_invalidate_range_start` (R12-R18, R44-R48, D1, D2, D13).
+    /// `mmu_notifier_invalidate_range_start` (R12-R18, R44-R48, D1, D2, D13): call every
+    /// overlapping subscription in address order, then the classic notifiers; O(log n + k).
+    /// A refused non-blockable range raises `WouldBlock`; callback exceptions are raised
+    /// chained. Either way the start has ended itself: do not call `invalidate_range_end`.
     fn invalidate_range_start(slf: &Bound<'_, Self>, range: &Bound<'_, Range>) -> PyResult<()> {
         match Self::start(slf, range)? {
             StartOutcome::Done => Ok(()),
@@ -250,7 +259,9 @@ impl MMCore {
         Ok(matches!(Self::start(slf, range)?, StartOutcome::Done))
     }
 
-    /// `mmu_notifier_invalidate_range_end` / `_only_end` (R17, R49-R52, D5, D6).
+    /// `mmu_notifier_invalidate_range_end` / `_only_end` (R17, R49-R52, D5, D6): end a started
+    /// invalidation; the last end applies deferred inserts and removals and wakes waiters.
+    /// `RuntimeError` (nothing changes) when no invalidation is running.
     #[pyo3(signature = (range, *, only_end = false))]
     fn invalidate_range_end(
         slf: &Bound<'_, Self>,
@@ -260,7 +271,8 @@ impl MMCore {
         Self::end(slf, range, only_end)
     }
 
-    /// A context manager pairing `invalidate_range_start` with `invalidate_range_end`.
+    /// A context manager (`Invalidation`) pairing `invalidate_range_start` with
+    /// `invalidate_range_end` over `Range(start, end, event, ...)`; raises as `Range` does.
     #[pyo3(signature = (start, end, event = EventArg::UNMAP, *, blockable = Blockable::OMITTED, owner = None, vma = None))]
     fn invalidate(
         slf: &Bound<'_, Self>,
