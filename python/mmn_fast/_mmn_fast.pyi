@@ -29,6 +29,7 @@ __all__ = [
     "SubscriptionRemovedError",
     "_range",
     "combine",
+    "set_event",
     "set_would_block",
 ]
 
@@ -306,6 +307,9 @@ class MMCore:
 
 def combine(errors: list[BaseException]) -> BaseException:
     """Chain ``errors[1:]`` on the ``__context__`` of ``errors[0]`` and return it (not API)."""
+
+def set_event(cls: type[Event]) -> None:
+    """Hand the ``Event`` enum to the native module (once, at import; not API)."""
 
 def set_would_block(cls: type[WouldBlock]) -> None:
     """Hand the ``WouldBlock`` class to the native module (once, at import; not API)."""

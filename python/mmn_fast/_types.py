@@ -1,8 +1,10 @@
 """The small public value types defined in Python: ``Event`` and ``WouldBlock`` (API.md).
 
-``Range`` and the ``ValueError`` subclasses are native. ``WouldBlock`` is handed to the native
-module once, below (it needs an ``__init__``, which a native exception cannot have under the
-stable ABI).
+``Range`` and the ``ValueError`` subclasses are native. ``Event`` and ``WouldBlock`` are handed
+to the native module once, below, so that it never imports this package: ``Event`` is an
+``enum.IntEnum`` (an enum of the standard library, which users compare, iterate and pickle as
+such), and ``WouldBlock`` needs an ``__init__``, which a native exception cannot have under the
+stable ABI.
 """
 
 from __future__ import annotations
@@ -79,4 +81,5 @@ class ClassicHooks(Protocol[Token]):
         ...
 
 
+_mmn_fast.set_event(Event)
 _mmn_fast.set_would_block(WouldBlock)

@@ -49,17 +49,28 @@ pub const EVENT_PROTECTION_VMA: u8 = 2;
 pub const EVENT_RELEASE: u8 = 5;
 pub const EVENT_MIGRATE: u8 = 6;
 
-/// The `Event` members, indexed by value, imported once from `mmn_fast._types`.
+/// The `Event` members, indexed by value: handed over once by `mmn_fast._types` (see
+/// [`set_event`]), so that no Rust code imports the package that wraps this module.
+static EVENT_MEMBERS: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+
+/// Hand the `Event` enum to the native module (once, at import of `mmn_fast._types`).
+#[pyfunction]
+pub fn set_event(py: Python<'_>, cls: &Bound<'_, PyAny>) -> PyResult<()> {
+    let all = (0..EVENTS)
+        .map(|v| cls.call1((v,)))
+        .collect::<PyResult<Vec<_>>>()?;
+    let _ = EVENT_MEMBERS.set(py, PyTuple::new(py, all)?.unbind());
+    Ok(())
+}
+
+/// The `Event` member of value `code`.
 pub fn event_member(py: Python<'_>, code: u8) -> PyResult<Bound<'_, PyAny>> {
-    static MEMBERS: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
-    let members = MEMBERS.get_or_try_init(py, || -> PyResult<Py<PyTuple>> {
-        let event = py.import("mmn_fast._types")?.getattr("Event")?;
-        let all = (0..EVENTS)
-            .map(|v| event.call1((v,)))
-            .collect::<PyResult<Vec<_>>>()?;
-        Ok(PyTuple::new(py, all)?.unbind())
-    })?;
-    members.bind(py).get_item(usize::from(code))
+    match EVENT_MEMBERS.get(py) {
+        Some(members) => members.bind(py).get_item(usize::from(code)),
+        None => Err(pyo3::exceptions::PyRuntimeError::new_err(
+            "mmn_fast._types was not imported",
+        )),
+    }
 }
 
 /// An `event` argument: an `Event` or an int in `0..=6` (`ValueError` for any other int,

@@ -29,6 +29,7 @@ fn _mmn_fast(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<tree::IntervalTreeCore>()?;
     range::add_unpickle(m)?;
     m.add_function(wrap_pyfunction!(errors::set_would_block, m)?)?;
+    m.add_function(wrap_pyfunction!(convert::set_event, m)?)?;
     m.add_function(wrap_pyfunction!(callbacks::combine, m)?)?;
     let py = m.py();
     m.add("EmptyRangeError", py.get_type::<errors::EmptyRangeError>())?;

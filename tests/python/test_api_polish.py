@@ -284,3 +284,21 @@ def test_an_exception_already_on_the_chain_is_not_linked_again(mm: MM) -> None:
     assert info.value is a
     assert a.__context__ is c and c.__context__ is b and b.__context__ is None
     assert mm.active_invalidate_ranges == 0
+
+
+def test_no_rust_file_imports_the_python_package():
+    """Issue 13: the bindings point one way. Python types the native module needs (``Event``,
+    ``WouldBlock``, the classic hooks) are handed to it once; no Rust file imports a module of
+    ``mmn_fast`` by name."""
+    import pathlib
+    import re
+
+    rust = pathlib.Path(__file__).resolve().parents[2] / "rust"
+    if not rust.is_dir():
+        pytest.skip("no source tree beside the tests")
+    offenders = [
+        str(p.relative_to(rust))
+        for p in rust.rglob("*.rs")
+        if re.search(r'import\(\s*"mmn_fast', p.read_text())
+    ]
+    assert offenders == []
