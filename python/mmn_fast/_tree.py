@@ -17,7 +17,9 @@ class IntervalTree(IntervalTreeCore):
     """Closed intervals ``[start, last]`` over u64 with a Python value each.
 
     ``insert`` / ``remove`` are O(log n); ``overlap`` / ``stab`` O(log n + k), answers in
-    ascending ``start``.
+    ascending ``start``. ``overlap(..., handles=True)``, ``stab(..., handles=True)`` and
+    ``items()`` give ``(handle, start, last, value)``, so that what a query found can be
+    removed.
     """
 
     @classmethod
