@@ -25,7 +25,7 @@ class IntervalTree(IntervalTreeCore):
     @classmethod
     def from_arrays(cls, starts: Any, lasts: Any, values: Any = None) -> IntervalTree:
         """Build from two buffers of u64 (or sequences of ints); the handle of interval ``i``
-        is ``i``. O(n log n)."""
+        is ``i``. O(n): a radix sort by start, then full nodes level by level."""
         tree = cls()
         tree._load(starts, lasts, values)
         return tree
