@@ -3,7 +3,7 @@
 import sys
 from array import array
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol, final
+from typing import Any, Literal, Protocol, final, overload
 
 from typing_extensions import disjoint_base
 
@@ -328,9 +328,34 @@ class IntervalTreeCore:
         """Remove the interval ``handle`` names; ``KeyError`` if it is not in the tree."""
     def __len__(self) -> int: ...
     def __iter__(self) -> Iterator[tuple[int, int, Any]]: ...
-    def overlap(self, start: int, last: int) -> list[tuple[int, int, Any]]:
-        """Every interval overlapping ``[start, last]``, ascending start."""
+    def items(self) -> list[tuple[int, int, int, Any]]:
+        """``(handle, start, last, value)`` of every interval, ascending start."""
+    @overload
+    def overlap(
+        self, start: int, last: int, *, handles: Literal[False] = False
+    ) -> list[tuple[int, int, Any]]: ...
+    @overload
+    def overlap(
+        self, start: int, last: int, *, handles: Literal[True]
+    ) -> list[tuple[int, int, int, Any]]: ...
+    @overload
+    def overlap(
+        self, start: int, last: int, *, handles: bool
+    ) -> list[tuple[int, int, Any]] | list[tuple[int, int, int, Any]]:
+        """Every interval overlapping ``[start, last]``, ascending start, as ``(start, last,
+        value)``; with ``handles=True`` as ``(handle, start, last, value)``, whose handle
+        ``remove`` takes."""
     def count_overlap(self, start: int, last: int) -> int: ...
-    def stab(self, point: int) -> list[tuple[int, int, Any]]: ...
+    @overload
+    def stab(
+        self, point: int, *, handles: Literal[False] = False
+    ) -> list[tuple[int, int, Any]]: ...
+    @overload
+    def stab(self, point: int, *, handles: Literal[True]) -> list[tuple[int, int, int, Any]]: ...
+    @overload
+    def stab(
+        self, point: int, *, handles: bool
+    ) -> list[tuple[int, int, Any]] | list[tuple[int, int, int, Any]]:
+        """The intervals containing ``point``, tuples as in ``overlap``."""
     def _load(self, starts: Any, lasts: Any, values: Any | None) -> None: ...
     def _overlap_many(self, starts: Any, lasts: Any) -> tuple[array[int], array[int]]: ...

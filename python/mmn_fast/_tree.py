@@ -17,13 +17,15 @@ class IntervalTree(IntervalTreeCore):
     """Closed intervals ``[start, last]`` over u64 with a Python value each.
 
     ``insert`` / ``remove`` are O(log n); ``overlap`` / ``stab`` O(log n + k), answers in
-    ascending ``start``.
+    ascending ``start``. ``overlap(..., handles=True)``, ``stab(..., handles=True)`` and
+    ``items()`` give ``(handle, start, last, value)``, so that what a query found can be
+    removed.
     """
 
     @classmethod
     def from_arrays(cls, starts: Any, lasts: Any, values: Any = None) -> IntervalTree:
         """Build from two buffers of u64 (or sequences of ints); the handle of interval ``i``
-        is ``i``. O(n log n)."""
+        is ``i``. O(n): a radix sort by start, then full nodes level by level."""
         tree = cls()
         tree._load(starts, lasts, values)
         return tree

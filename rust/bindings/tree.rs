@@ -45,8 +45,11 @@ pub struct IntervalTreeCore {
     values: PyRefs<Py<PyAny>>,
 }
 
-/// What a query copies under the locks: `(start, last, value)`.
-type Entry = (u64, u64, Py<PyAny>);
+/// What a query copies under the locks: `(handle, start, last, value)`.
+type Entry = (Handle, u64, u64, Py<PyAny>);
+
+/// A walk's output: each found interval with its handle and the slot of its value.
+type Found = Vec<(Handle, Interval, u32)>;
 
 impl IntervalTreeCore {
     /// Read-lock the tree; waits, if it must, with the GIL released.
@@ -82,7 +85,7 @@ impl IntervalTreeCore {
     fn copy_entries(
         &self,
         py: Python<'_>,
-        walk: impl FnOnce(&IntervalTree<u32>, &mut Vec<(Interval, u32)>) + Send,
+        walk: impl FnOnce(&IntervalTree<u32>, &mut Found) + Send,
     ) -> Vec<Entry> {
         let mut found = Vec::new();
         let tree = self.read(py);
@@ -103,23 +106,37 @@ impl IntervalTreeCore {
         let values = self.values.lock(py);
         let entries = found
             .into_iter()
-            .map(|(iv, slot)| {
+            .map(|(handle, iv, slot)| {
                 let value = values
                     .get(slot)
                     .map_or_else(|| py.None(), |v| v.clone_ref(py));
-                (iv.start(), iv.last(), value)
+                (handle, iv.start(), iv.last(), value)
             })
             .collect();
         drop((values, tree));
         entries
     }
 
-    /// The `(start, last, value)` tuples of `q`'s overlaps, ascending start.
-    fn overlap_list<'py>(&self, py: Python<'py>, q: Interval) -> PyResult<Bound<'py, PyList>> {
+    /// The tuples of `q`'s overlaps, ascending start: `(start, last, value)`, or with
+    /// `handles` `(handle, start, last, value)` (issue 13: a query's finds can be removed).
+    fn overlap_list<'py>(
+        &self,
+        py: Python<'py>,
+        q: Interval,
+        handles: bool,
+    ) -> PyResult<Bound<'py, PyList>> {
         let entries = self.copy_entries(py, |tree, out| {
-            out.extend(tree.overlaps(q).map(|(_, iv, &slot)| (iv, slot)));
+            out.extend(tree.overlaps(q).map(|(h, iv, &slot)| (h, iv, slot)));
         });
-        entries_list(py, entries)
+        entries_list(py, entries, handles)
+    }
+
+    /// Every interval's tuple, ascending start (see [`Self::overlap_list`] for `handles`).
+    fn all_list<'py>(&self, py: Python<'py>, handles: bool) -> PyResult<Bound<'py, PyList>> {
+        let entries = self.copy_entries(py, |tree, out| {
+            out.extend(tree.iter().map(|(h, iv, &slot)| (h, iv, slot)));
+        });
+        entries_list(py, entries, handles)
     }
 
     /// Replace the content by `built` (slot `i` of its values is `values[i]`); the old values
@@ -145,24 +162,27 @@ struct SameThread<T>(T);
 // lock guard wrapped in `SameThread` is created, used and released on one thread.
 unsafe impl<T> Send for SameThread<T> {}
 
-/// Build the list of `(start, last, value)` tuples; no lock is held. A long answer lets other
-/// threads run every [`BUILD_SLICE`] entries, so that it stalls none of them for long.
-fn entries_list(py: Python<'_>, entries: Vec<Entry>) -> PyResult<Bound<'_, PyList>> {
-    let list = PyList::empty(py);
-    for (i, (start, last, value)) in entries.into_iter().enumerate() {
+/// Build the list of `(start, last, value)` tuples, `(handle, start, last, value)` with
+/// `handles`; no lock is held. A long answer lets other threads run every [`BUILD_SLICE`]
+/// entries, so that it stalls none of them for long.
+fn entries_list(py: Python<'_>, entries: Vec<Entry>, handles: bool) -> PyResult<Bound<'_, PyList>> {
+    let rows = PyList::empty(py);
+    for (i, (handle, start, last, value)) in entries.into_iter().enumerate() {
         if i % BUILD_SLICE == BUILD_SLICE - 1 {
             let_others_run(py);
         }
-        list.append(PyTuple::new(
-            py,
-            [
-                start.into_pyobject(py)?.into_any(),
-                last.into_pyobject(py)?.into_any(),
-                value.into_bound(py),
-            ],
-        )?)?;
+        let start = start.into_pyobject(py)?.into_any();
+        let last = last.into_pyobject(py)?.into_any();
+        let value = value.into_bound(py);
+        let tuple = if handles {
+            let handle = handle.to_bits().into_pyobject(py)?.into_any();
+            PyTuple::new(py, [handle, start, last, value])?
+        } else {
+            PyTuple::new(py, [start, last, value])?
+        };
+        rows.append(tuple)?;
     }
-    Ok(list)
+    Ok(rows)
 }
 
 #[pymethods]
@@ -218,15 +238,25 @@ impl IntervalTreeCore {
     }
 
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let entries = self.copy_entries(py, |tree, out| {
-            out.extend(tree.iter().map(|(_, iv, &slot)| (iv, slot)));
-        });
-        Ok(entries_list(py, entries)?.try_iter()?.into_any())
+        Ok(self.all_list(py, false)?.try_iter()?.into_any())
     }
 
-    /// The `(start, last, value)` of every interval overlapping `[start, last]`, ascending start.
-    fn overlap<'py>(&self, py: Python<'py>, start: U64, last: U64) -> PyResult<Bound<'py, PyList>> {
-        self.overlap_list(py, Interval::new(start.0, last.0)?)
+    /// `(handle, start, last, value)` of every interval, ascending start.
+    fn items<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        self.all_list(py, true)
+    }
+
+    /// The `(start, last, value)` of every interval overlapping `[start, last]`, ascending
+    /// start; `(handle, start, last, value)` with `handles=True`.
+    #[pyo3(signature = (start, last, *, handles = false))]
+    fn overlap<'py>(
+        &self,
+        py: Python<'py>,
+        start: U64,
+        last: U64,
+        handles: bool,
+    ) -> PyResult<Bound<'py, PyList>> {
+        self.overlap_list(py, Interval::new(start.0, last.0)?, handles)
     }
 
     /// How many intervals overlap `[start, last]`.
@@ -235,9 +265,15 @@ impl IntervalTreeCore {
         Ok(self.read(py).count_overlap(q))
     }
 
-    /// The intervals containing `point`.
-    fn stab<'py>(&self, py: Python<'py>, point: U64) -> PyResult<Bound<'py, PyList>> {
-        self.overlap_list(py, Interval::new(point.0, point.0)?)
+    /// The intervals containing `point` (tuples as in `overlap`).
+    #[pyo3(signature = (point, *, handles = false))]
+    fn stab<'py>(
+        &self,
+        py: Python<'py>,
+        point: U64,
+        handles: bool,
+    ) -> PyResult<Bound<'py, PyList>> {
+        self.overlap_list(py, Interval::new(point.0, point.0)?, handles)
     }
 
     /// `from_arrays`' native part: `starts` and `lasts` are buffers of u64 or sequences of

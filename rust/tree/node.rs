@@ -193,6 +193,14 @@ impl<const N: usize> Node<N> {
         self.len += 1;
     }
 
+    /// Append an entry after the live ones (the bulk build's in-order fill): no shifting.
+    #[inline]
+    pub fn push(&mut self, summary: (u64, u64), id: u32) {
+        debug_assert!(self.len() < N);
+        self.set(self.len(), summary, id);
+        self.len += 1;
+    }
+
     /// Remove entry `pos` (live), shifting the later ones down; returns its `(key, last)`.
     #[inline]
     pub fn remove_at(&mut self, pos: usize) -> (u64, u64) {

@@ -503,3 +503,33 @@ fn vectorised_and_portable_node_scans_agree() {
         assert_eq!(node.hits(0, u64::MAX), (1 << len) - 1);
     }
 }
+
+#[test]
+fn bulk_sort_orders_by_start_then_input_order() {
+    // The radix sort against a comparison sort: ties (few distinct low digits), page-aligned
+    // starts (a skipped digit), the whole u64 range, and the small-input path.
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    let mut rand = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for (n, shape) in [(100, 0), (5000, 0), (5000, 1), (5000, 2)] {
+        let mut order: Vec<(u64, u64, u32)> = (0..n)
+            .map(|i| {
+                let r = rand();
+                let start = match shape {
+                    0 => r % 97,
+                    1 => (r % (1 << 28)) << 12,
+                    _ => r,
+                };
+                (start, r, i)
+            })
+            .collect();
+        let mut want = order.clone();
+        want.sort_unstable_by_key(|&(start, _, i)| (start, i));
+        update::sort_by_start(&mut order);
+        assert_eq!(order, want, "n={n} shape={shape}");
+    }
+}

@@ -23,6 +23,9 @@ class Brute:
     def overlap(self, qs, ql):
         return sorted((s, l, v) for s, l, v in self.items.values() if s <= ql and qs <= l)
 
+    def overlap_items(self, qs, ql):
+        return sorted((h, s, l, v) for h, (s, l, v) in self.items.items() if s <= ql and qs <= l)
+
     def handles_overlapping(self, qs, ql):
         return sorted(h for h, (s, l, _) in self.items.items() if s <= ql and qs <= l)
 
@@ -76,12 +79,32 @@ class TreeMachine(RuleBasedStateMachine):
         check_order(got)
         assert sorted(got) == self.brute.overlap(*q)
         assert self.tree.count_overlap(*q) == len(got)
+        with_handles = self.tree.overlap(*q, handles=True)
+        check_order([r[1:] for r in with_handles])
+        assert sorted(with_handles) == self.brute.overlap_items(*q)
+        assert [r[1:] for r in with_handles] == got  # the same answer, handle in front
+
+    @rule(q=interval(), by_stab=st.booleans())
+    def remove_what_a_query_found(self, q, by_stab):
+        """Issue 13: removing every handle a query returned empties what it found."""
+        if by_stab:
+            q = (q[0], q[0])
+            found = self.tree.stab(q[0], handles=True)
+        else:
+            found = self.tree.overlap(*q, handles=True)
+        for h, s, l, v in found:
+            assert self.brute.items[h] == (s, l, v)
+            self.tree.remove(h)
+            del self.brute.items[h]
+        assert self.tree.overlap(*q) == []
+        assert self.tree.count_overlap(*q) == 0
 
     @rule(p=coord)
     def stab(self, p):
         got = self.tree.stab(p)
         check_order(got)
         assert sorted(got) == self.brute.overlap(p, p)
+        assert sorted(self.tree.stab(p, handles=True)) == self.brute.overlap_items(p, p)
 
     @rule(qs=st.lists(interval(), max_size=5))
     def overlap_many(self, qs):
@@ -95,6 +118,9 @@ class TreeMachine(RuleBasedStateMachine):
         rows = list(self.tree)
         check_order(rows)
         assert sorted(rows) == sorted(self.brute.items.values())
+        items = self.tree.items()
+        assert [r[1:] for r in items] == rows
+        assert sorted(items) == sorted((h, *row) for h, row in self.brute.items.items())
         assert len(self.tree) == len(self.brute.items)
 
 
@@ -195,6 +221,23 @@ def test_from_arrays_handles_are_indices():
     idx, handles = t.overlap_many([0], [10])
     assert sorted(handles) == [1, 2]
     assert list(IntervalTree.from_arrays([7], [8])) == [(7, 8, None)]
+
+
+def test_query_handles_after_from_arrays_are_indices():
+    """Issue 13: overlap/stab/items with handles give from_arrays' indices, which remove takes;
+    without the keyword the answers keep their (start, last, value) shape."""
+    t = IntervalTree.from_arrays([5, 1, 3], [6, 2, 4], ["a", "b", "c"])
+    assert t.items() == [(1, 1, 2, "b"), (2, 3, 4, "c"), (0, 5, 6, "a")]
+    assert t.overlap(2, 5, handles=True) == [(1, 1, 2, "b"), (2, 3, 4, "c"), (0, 5, 6, "a")]
+    assert t.overlap(2, 5) == [(1, 2, "b"), (3, 4, "c"), (5, 6, "a")]
+    assert t.overlap(2, 5, handles=False) == t.overlap(2, 5)
+    assert t.stab(3, handles=True) == [(2, 3, 4, "c")]
+    assert t.stab(3) == [(3, 4, "c")]
+    for h, *_ in t.overlap(3, 5, handles=True):
+        t.remove(h)
+    assert t.items() == [(1, 1, 2, "b")]
+    with pytest.raises(TypeError):
+        t.overlap(1, 2, True)  # keyword-only: a positional flag is refused
 
 
 def _buffers():

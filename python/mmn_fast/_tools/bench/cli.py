@@ -25,6 +25,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--plot", metavar="PATH", help="write a PNG plot to PATH (needs matplotlib)")
     p.add_argument("--targets", metavar="A,B", help="only these targets (default: all)")
     p.add_argument("--repeat", type=int, help="timed batches per workload (median reported)")
+    p.add_argument("--n", type=int, help="intervals in the tree workloads (default 10^5, 10^4 quick)")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per target before it is killed")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -38,6 +39,8 @@ def main(argv: list[str]) -> int:
     cfg = config(args.quick)
     if args.repeat:
         cfg["repeat"] = args.repeat
+    if args.n:
+        cfg["n"] = args.n
     if args.worker:
         return worker(args.worker, cfg, args.out)
     names = list(TREE_TARGETS) + list(NOTIFIER_TARGETS)

@@ -88,6 +88,8 @@ def run_target(target: str, cfg: dict[str, Any], bar: Progress, timeout: float) 
     cmd = [sys.executable, "-m", "mmn_fast._tools.bench", "--worker", target, "--out", path]
     if cfg["quick"]:
         cmd.append("--quick")
+    # The worker derives its configuration from the same flags.
+    cmd += ["--repeat", str(cfg["repeat"]), "--n", str(cfg["n"])]
     env = dict(os.environ, PYTHONHASHSEED="0")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     t0 = time.monotonic()
