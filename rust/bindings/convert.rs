@@ -1,6 +1,8 @@
 //! Argument conversions shared by the wrappers (API.md "Input conventions").
 
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+
+use super::errors::with_message;
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -395,7 +397,7 @@ pub fn decode_batch(
                 // SAFETY: `i < n`, the length of both batches, which outlive this loop.
                 let pair = unsafe { (first.get(i), second.get(i)) };
                 let interval = make(pair.0, pair.1)
-                    .map_err(|err| PyValueError::new_err(format!("{item} {i}: {err}")))?;
+                    .map_err(|err| with_message(&err, format!("{item} {i}: {err}")))?;
                 out.push(interval);
             }
             Ok::<_, PyErr>(())

@@ -52,15 +52,19 @@ create_exception!(
 impl From<Error> for PyErr {
     fn from(err: Error) -> Self {
         let msg = err.to_string();
-        match err {
-            Error::Overflow { .. } => PyOverflowError::new_err(msg),
-            Error::EmptyRange { .. } | Error::StartAfterLast { .. } => {
-                EmptyRangeError::new_err(msg)
-            }
-            Error::NotSubscribed => SubscriptionRemovedError::new_err(msg),
-            Error::Released => ReleasedError::new_err(msg),
-            Error::NoActiveInvalidation | Error::WouldDeadlock => PyRuntimeError::new_err(msg),
-        }
+        with_message(&err, msg)
+    }
+}
+
+/// The Python exception for `err`, carrying `msg` (its text, perhaps with where it happened,
+/// such as the index of a bad item in a batch). The one mapping of core errors to classes.
+pub fn with_message(err: &Error, msg: String) -> PyErr {
+    match err {
+        Error::Overflow { .. } => PyOverflowError::new_err(msg),
+        Error::EmptyRange { .. } | Error::StartAfterLast { .. } => EmptyRangeError::new_err(msg),
+        Error::NotSubscribed => SubscriptionRemovedError::new_err(msg),
+        Error::Released => ReleasedError::new_err(msg),
+        Error::NoActiveInvalidation | Error::WouldDeadlock => PyRuntimeError::new_err(msg),
     }
 }
 

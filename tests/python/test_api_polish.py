@@ -16,6 +16,7 @@ from mmn_fast import (
     AlreadyRegisteredError,
     EmptyRangeError,
     Event,
+    IntervalTree,
     Invalidation,
     Notifier,
     NotRegisteredError,
@@ -74,12 +75,28 @@ def test_distinct_refusals_are_distinct_classes() -> None:
     lambda mm: Range.migrate(6, 5, owner=None),
     lambda mm: mm.invalidate(6, 5),
     lambda mm: mm.invalidate_range(6, 5),  # classic mode (Python)
+    lambda mm: mm.invalidate_many([0, 6], [1, 5]),  # a batch: the bad item's index is named
 ])
 def test_empty_range_is_empty_range_error_and_changes_nothing(mm: MM, make: Any) -> None:
     before = (mm.invalidate_seq, mm.active_invalidate_ranges)
     with pytest.raises(EmptyRangeError):
         make(mm)
     assert (mm.invalidate_seq, mm.active_invalidate_ranges) == before
+
+
+@pytest.mark.parametrize("call", [
+    lambda t: t.insert(6, 5),
+    lambda t: t.overlap(6, 5),
+    lambda t: t.count_overlap(6, 5),
+    lambda t: t.overlap_many([0, 6], [1, 5]),
+    lambda t: IntervalTree.from_arrays([0, 6], [1, 5]),
+])
+def test_tree_start_after_last_is_empty_range_error(call: Any) -> None:
+    tree = IntervalTree()
+    tree.insert(0, 10, "kept")
+    with pytest.raises(EmptyRangeError):
+        call(tree)
+    assert list(tree) == [(0, 10, "kept")]
 
 
 def test_removed_subscription_refusals(mm: MM) -> None:
