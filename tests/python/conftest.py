@@ -122,6 +122,30 @@ class Bg:
         return self.result
 
 
+def max_gap(work):
+    """The longest gap (s) a 1 ms sleep loop on another thread saw while ``work()`` ran."""
+    gaps, stop, ready = [0.0], threading.Event(), threading.Event()
+
+    def tick():
+        last = time.perf_counter()
+        ready.set()
+        while not stop.is_set():
+            time.sleep(0.001)
+            now = time.perf_counter()
+            gaps[0] = max(gaps[0], now - last)
+            last = now
+
+    t = threading.Thread(target=tick, daemon=True)
+    t.start()
+    ready.wait(5)
+    try:
+        work()
+    finally:
+        stop.set()
+        t.join(5)
+    return gaps[0]
+
+
 def wait_until(pred, timeout=JOIN, step=0.001):
     """Poll ``pred`` until it is true; False if ``timeout`` ran out."""
     deadline = time.monotonic() + timeout

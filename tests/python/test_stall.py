@@ -5,7 +5,6 @@ Sizes are 10**6 (batches, trees); the whole file takes a few seconds."""
 
 from __future__ import annotations
 
-import threading
 import time
 from array import array
 
@@ -13,34 +12,10 @@ import pytest
 
 from mmn_fast import MM, IntervalTree
 
-from conftest import Bg
+from conftest import Bg, max_gap
 
 N = 10**6
 MAX_STALL = 0.05
-
-
-def max_gap(work):
-    """The longest gap (s) a 1 ms sleep loop on another thread saw while ``work()`` ran."""
-    gaps, stop, ready = [0.0], threading.Event(), threading.Event()
-
-    def tick():
-        last = time.perf_counter()
-        ready.set()
-        while not stop.is_set():
-            time.sleep(0.001)
-            now = time.perf_counter()
-            gaps[0] = max(gaps[0], now - last)
-            last = now
-
-    t = threading.Thread(target=tick, daemon=True)
-    t.start()
-    ready.wait(5)
-    try:
-        work()
-    finally:
-        stop.set()
-        t.join(5)
-    return gaps[0]
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,8 @@ import pytest
 from childproc import Cases
 from mmn_fast import IntervalTree
 
+from conftest import max_gap
+
 N = 2000
 
 
@@ -127,28 +129,6 @@ def case_sleeping_finalizer_in_stab_with_loading_writer():
     _with_waiting_writer(lambda: tree.stab(POINT), lambda: tree._load(starts, lasts, None))
 
 
-def _ticker_max_gap(work, seconds_min=0.0):
-    """The longest gap (s) a 1 ms sleep loop saw while ``work()`` ran on another thread."""
-    gaps, stop = [0.0], threading.Event()
-
-    def tick():
-        last = time.perf_counter()
-        while not stop.is_set():
-            time.sleep(0.001)
-            now = time.perf_counter()
-            gaps[0] = max(gaps[0], now - last)
-            last = now
-
-    t = threading.Thread(target=tick, daemon=True)
-    t.start()
-    try:
-        work()
-    finally:
-        stop.set()
-        t.join(5)
-    return gaps[0]
-
-
 def _writer_behind_overlap_many(write):
     """overlap_many (GIL released, read lock held for a while) on one thread, ``write`` on a
     second: the ticker must keep ticking (the writer waits with the GIL released)."""
@@ -189,7 +169,7 @@ def _writer_behind_overlap_many(write):
     # the best of them: a stall caused by a wait with the GIL held shows in every such run.
     contended = []
     for _ in range(6):
-        gap = _ticker_max_gap(work)
+        gap = max_gap(work)
         if waits[-1] > alone * 0.2:
             contended.append(gap)
             if gap < 0.05:
