@@ -513,6 +513,11 @@ def _check_after_interrupt(mm, notifiers, where):
     assert not mm._classic._entries
 
 
+@pytest.mark.skipif(
+    sys.version_info >= (3, 13),
+    reason="the signal delivery points are derived from CPython 3.11/3.12 bytecode; 3.13's "
+    "instrumented tracing reports fewer of them (a sweep there would test less than it claims)",
+)
 @pytest.mark.parametrize("name", ["invalidate_range", "invalidate", "start_end", "refused_start",
                                   "clear_young", "unregister", "register", "last_put",
                                   "release"])
