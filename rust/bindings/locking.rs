@@ -7,6 +7,7 @@
 //! attached, and only while it is busy does the thread wait for it with the GIL released; it
 //! then tries again attached (the guard itself cannot cross the detached section).
 
+use std::sync::{TryLockError, TryLockResult};
 use std::time::Duration;
 
 use pyo3::prelude::*;
@@ -37,5 +38,15 @@ pub fn acquire<G>(
             return guard;
         }
         py.detach(&wait);
+    }
+}
+
+/// A `try_lock` result as [`acquire`]'s `try_now` wants it: the guard (a poisoned lock is
+/// taken as it is, as every lock of the bindings does), or `None` while busy.
+pub fn taken<G>(result: TryLockResult<G>) -> Option<G> {
+    match result {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
     }
 }

@@ -22,7 +22,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
 use super::convert::{decode_batch, u64_array, U64s, DETACH_MIN, U64};
-use super::locking::{acquire, let_others_run};
+use super::locking::{acquire, let_others_run, taken};
 use super::pyrefs::PyRefs;
 use crate::interval::Interval;
 use crate::tree::{Handle, IntervalTree};
@@ -56,11 +56,7 @@ impl IntervalTreeCore {
     fn read(&self, py: Python<'_>) -> RwLockReadGuard<'_, IntervalTree<u32>> {
         acquire(
             py,
-            || match self.tree.try_read() {
-                Ok(guard) => Some(guard),
-                Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
-                Err(std::sync::TryLockError::WouldBlock) => None,
-            },
+            || taken(self.tree.try_read()),
             || drop(self.tree.read().unwrap_or_else(PoisonError::into_inner)),
         )
     }
@@ -69,11 +65,7 @@ impl IntervalTreeCore {
     fn write(&self, py: Python<'_>) -> RwLockWriteGuard<'_, IntervalTree<u32>> {
         acquire(
             py,
-            || match self.tree.try_write() {
-                Ok(guard) => Some(guard),
-                Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
-                Err(std::sync::TryLockError::WouldBlock) => None,
-            },
+            || taken(self.tree.try_write()),
             || drop(self.tree.write().unwrap_or_else(PoisonError::into_inner)),
         )
     }
