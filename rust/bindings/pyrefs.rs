@@ -14,7 +14,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 
-/// Slots of `T` (each holding Python references), reused after removal.
+/// Slots of `T` (each holding Python references), reused after removal. An owner that numbers
+/// its entries itself (the tree binding: an interval's tree slot) stores them with
+/// [`Slots::put`] and [`Slots::take`] instead, and the free list stays empty.
 pub struct Slots<T> {
     slots: Vec<Option<T>>,
     free: Vec<u32>,
@@ -34,9 +36,31 @@ impl<T> Slots<T> {
 
     /// Take the value of `slot` out (to drop after unlocking).
     pub fn remove(&mut self, slot: u32) -> Option<T> {
-        let value = self.slots.get_mut(slot as usize)?.take()?;
+        let value = self.take(slot)?;
         self.free.push(slot);
         Some(value)
+    }
+
+    /// Store `value` at `slot`, a number the owner allocated; returns what was there (nothing,
+    /// unless the owner reused a number it had not emptied), to drop after unlocking.
+    pub fn put(&mut self, slot: u32, value: T) -> Option<T> {
+        let i = slot as usize;
+        if i >= self.slots.len() {
+            self.slots.resize_with(i + 1, || None);
+        }
+        self.slots[i].replace(value)
+    }
+
+    /// Take the value of `slot` out, leaving it empty, not free (to drop after unlocking).
+    pub fn take(&mut self, slot: u32) -> Option<T> {
+        self.slots.get_mut(slot as usize)?.take()
+    }
+
+    /// The slots that hold a value, ascending.
+    pub fn occupied(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..)
+            .zip(&self.slots)
+            .filter_map(|(i, v)| v.as_ref().map(|_| i))
     }
 
     pub fn get(&self, slot: u32) -> Option<&T> {

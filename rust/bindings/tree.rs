@@ -2,8 +2,8 @@
 //! class `mmn_fast.IntervalTree` subclasses it and adds the buffer-taking batch calls.
 //!
 //! Locking (issue 10, items 1, 2 and 6):
-//! - The tree (intervals and, per interval, the slot of its value) is behind a reader-writer
-//!   lock; queries read, `insert` / `remove` / `_load`'s swap write; the batch query reads with
+//! - The tree (the intervals, with no value: an interval's value sits in `values` at the
+//!   index of its handle's slot) is behind a reader-writer lock; queries read, `insert` / `remove` / `_load`'s swap write; the batch query reads with
 //!   the GIL released, so every other wait for this lock releases the GIL too
 //!   ([`super::locking`]).
 //! - The values live in a [`PyRefs`], outside that lock, so that the collector sees them
@@ -16,7 +16,7 @@
 
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use pyo3::exceptions::{PyKeyError, PyOverflowError, PyValueError};
+use pyo3::exceptions::{PyAssertionError, PyKeyError, PyOverflowError, PyValueError};
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
@@ -27,9 +27,9 @@ use super::pyrefs::PyRefs;
 use crate::interval::Interval;
 use crate::tree::{Handle, IntervalTree};
 
-/// Bytes per interval: its tree node (the value is a `u32` slot) and its value's slot.
+/// Bytes per interval with full nodes: its tree node (with no value) and its value's slot.
 pub const NODE_BYTES: usize =
-    IntervalTree::<u32>::NODE_BYTES + std::mem::size_of::<Option<Py<PyAny>>>();
+    IntervalTree::<()>::NODE_BYTES + std::mem::size_of::<Option<Py<PyAny>>>();
 
 /// Closed intervals `[start, last]` over u64, each with a Python value.
 #[pyclass(
@@ -40,20 +40,21 @@ pub const NODE_BYTES: usize =
     name = "IntervalTreeCore"
 )]
 pub struct IntervalTreeCore {
-    /// The intervals; each value is the slot of the interval's Python value in `values`.
-    tree: RwLock<IntervalTree<u32>>,
+    /// The intervals; an interval's Python value is in `values` at its handle's slot (one
+    /// index space, no second free list; issue 11's memory budget).
+    tree: RwLock<IntervalTree<()>>,
     values: PyRefs<Py<PyAny>>,
 }
 
 /// What a query copies under the locks: `(handle, start, last, value)`.
 type Entry = (Handle, u64, u64, Py<PyAny>);
 
-/// A walk's output: each found interval with its handle and the slot of its value.
-type Found = Vec<(Handle, Interval, u32)>;
+/// A walk's output: each found interval with its handle.
+type Found = Vec<(Handle, Interval)>;
 
 impl IntervalTreeCore {
     /// Read-lock the tree; waits, if it must, with the GIL released.
-    fn read(&self, py: Python<'_>) -> RwLockReadGuard<'_, IntervalTree<u32>> {
+    fn read(&self, py: Python<'_>) -> RwLockReadGuard<'_, IntervalTree<()>> {
         acquire(
             py,
             || taken(self.tree.try_read()),
@@ -62,7 +63,7 @@ impl IntervalTreeCore {
     }
 
     /// Write-lock the tree; waits, if it must, with the GIL released.
-    fn write(&self, py: Python<'_>) -> RwLockWriteGuard<'_, IntervalTree<u32>> {
+    fn write(&self, py: Python<'_>) -> RwLockWriteGuard<'_, IntervalTree<()>> {
         acquire(
             py,
             || taken(self.tree.try_write()),
@@ -77,7 +78,7 @@ impl IntervalTreeCore {
     fn copy_entries(
         &self,
         py: Python<'_>,
-        walk: impl FnOnce(&IntervalTree<u32>, &mut Found) + Send,
+        walk: impl FnOnce(&IntervalTree<()>, &mut Found) + Send,
     ) -> Vec<Entry> {
         let mut found = Vec::new();
         let tree = self.read(py);
@@ -98,9 +99,9 @@ impl IntervalTreeCore {
         let values = self.values.lock(py);
         let entries = found
             .into_iter()
-            .map(|(handle, iv, slot)| {
+            .map(|(handle, iv)| {
                 let value = values
-                    .get(slot)
+                    .get(handle.slot())
                     .map_or_else(|| py.None(), |v| v.clone_ref(py));
                 (handle, iv.start(), iv.last(), value)
             })
@@ -118,7 +119,7 @@ impl IntervalTreeCore {
         handles: bool,
     ) -> PyResult<Bound<'py, PyList>> {
         let entries = self.copy_entries(py, |tree, out| {
-            out.extend(tree.overlaps(q).map(|(h, iv, &slot)| (h, iv, slot)));
+            out.extend(tree.overlaps(q).map(|(h, iv, ())| (h, iv)));
         });
         entries_list(py, entries, handles)
     }
@@ -126,16 +127,18 @@ impl IntervalTreeCore {
     /// Every interval's tuple, ascending start (see [`Self::overlap_list`] for `handles`).
     fn all_list<'py>(&self, py: Python<'py>, handles: bool) -> PyResult<Bound<'py, PyList>> {
         let entries = self.copy_entries(py, |tree, out| {
-            out.extend(tree.iter().map(|(h, iv, &slot)| (h, iv, slot)));
+            out.extend(tree.iter().map(|(h, iv, ())| (h, iv)));
         });
         entries_list(py, entries, handles)
     }
 
-    /// Replace the content by `built` (slot `i` of its values is `values[i]`); the old values
-    /// are dropped after unlocking.
-    fn install(&self, py: Python<'_>, built: IntervalTree<u32>, values: Vec<Py<PyAny>>) {
-        let old_tree = std::mem::replace(&mut *self.write(py), built);
+    /// Replace the content by `built`, the value of its interval in slot `i` being `values[i]`;
+    /// the old values are dropped after unlocking.
+    fn install(&self, py: Python<'_>, built: IntervalTree<()>, values: Vec<Py<PyAny>>) {
+        let mut tree = self.write(py);
+        let old_tree = std::mem::replace(&mut *tree, built);
         let old_values = self.values.lock(py).replace_all(values);
+        drop(tree);
         drop((old_tree, old_values));
     }
 }
@@ -199,9 +202,14 @@ impl IntervalTreeCore {
     ) -> PyResult<u64> {
         let iv = Interval::new(start.0, last.0)?;
         let value = value.unwrap_or_else(|| py.None());
-        // Attached from here to the end: the value's slot and the tree change together.
-        let slot = self.values.lock(py).insert(value);
-        Ok(self.write(py).insert(iv, slot).to_bits())
+        // Attached from here to the end, and the value stored under the tree lock: no thread
+        // sees the interval without its value.
+        let mut tree = self.write(py);
+        let handle = tree.insert(iv, ());
+        let stale = self.values.lock(py).put(handle.slot(), value);
+        drop(tree);
+        drop(stale); // after unlocking: its destructor may run Python
+        Ok(handle.to_bits())
     }
 
     /// Remove the interval `handle` names; `KeyError` if it is not in the tree (an int outside
@@ -213,16 +221,15 @@ impl IntervalTreeCore {
             Err(err) if err.is_instance_of::<PyOverflowError>(handle.py()) => return Err(unknown()),
             Err(err) => return Err(err),
         };
-        let py = handle.py();
-        let removed = self.write(py).remove(Handle::from_bits(bits));
-        match removed {
-            Some((_, slot)) => {
-                let value = self.values.lock(py).remove(slot);
-                drop(value); // after unlocking: its destructor may run Python
-                Ok(())
-            }
-            None => Err(unknown()),
+        let (py, handle) = (handle.py(), Handle::from_bits(bits));
+        let mut tree = self.write(py);
+        if tree.remove(handle).is_none() {
+            return Err(unknown());
         }
+        let value = self.values.lock(py).take(handle.slot());
+        drop(tree);
+        drop(value); // after unlocking: its destructor may run Python
+        Ok(())
     }
 
     fn __len__(&self, py: Python<'_>) -> usize {
@@ -295,7 +302,7 @@ impl IntervalTreeCore {
                 "values and the arrays have different lengths",
             ));
         }
-        let items: Vec<_> = intervals.into_iter().zip(0..).collect();
+        let items: Vec<_> = intervals.into_iter().map(|iv| (iv, ())).collect();
         let built = py.detach(|| IntervalTree::bulk_build(items));
         self.install(py, built, values);
         Ok(())
@@ -314,11 +321,11 @@ impl IntervalTreeCore {
             U64s::extract(lasts, "lasts")?,
         );
         let queries = decode_batch(py, &starts, &lasts, Interval::new, "query")?;
-        let walk = |tree: &IntervalTree<u32>| {
+        let walk = |tree: &IntervalTree<()>| {
             let mut idx = Vec::new();
             let mut handles = Vec::new();
             for (i, &q) in queries.iter().enumerate() {
-                for (h, _, _) in tree.overlaps(q) {
+                for (h, _, ()) in tree.overlaps(q) {
                     idx.push(i as u64);
                     handles.push(h.to_bits());
                 }
@@ -333,6 +340,25 @@ impl IntervalTreeCore {
             walk(&self.read(py))
         };
         Ok((u64_array(py, &idx)?, u64_array(py, &handles)?))
+    }
+
+    /// Check the tree's invariants, and that the values are exactly the intervals' (one in
+    /// the slot of each handle); for tests.
+    fn _check_invariants(&self, py: Python<'_>) -> PyResult<()> {
+        let tree = self.read(py);
+        let checked = tree.check_invariants();
+        let mut slots: Vec<u32> = tree.iter().map(|(h, _, ())| h.slot()).collect();
+        slots.sort_unstable();
+        let valued: Vec<u32> = self.values.lock(py).occupied().collect();
+        drop(tree);
+        checked.map_err(PyAssertionError::new_err)?;
+        if slots == valued {
+            Ok(())
+        } else {
+            Err(PyAssertionError::new_err(format!(
+                "intervals in slots {slots:?} but values in {valued:?}"
+            )))
+        }
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {

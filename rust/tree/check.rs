@@ -2,7 +2,8 @@
 
 use std::fmt::Write as _;
 
-use super::{BPlusTree, Slot, MAX_DEPTH, NIL};
+use super::slots::View;
+use super::{BPlusTree, MAX_DEPTH, NIL};
 
 /// What the walk has seen so far.
 struct Walk {
@@ -141,9 +142,9 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
             if start > last {
                 return Err(format!("leaf {leaf} entry {i} ends before it starts"));
             }
-            match self.slots.get(slot as usize) {
-                Some(Slot::Occupied(e)) if e.leaf == leaf => {}
-                Some(Slot::Occupied(e)) => {
+            match self.slots.view(slot) {
+                Some(View::Occupied(e)) if e.leaf == leaf => {}
+                Some(View::Occupied(e)) => {
                     return Err(format!("slot {slot} in leaf {leaf} names leaf {}", e.leaf))
                 }
                 _ => return Err(format!("leaf {leaf} holds vacant or unknown slot {slot}")),
@@ -180,38 +181,46 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     /// Slots against the walk, the detached map and the free list.
     fn check_slots(&self, reached: &[bool]) -> Result<(), String> {
         let mut on_free_list = vec![false; self.slots.len()];
-        let mut i = self.free_head;
+        let mut i = self.slots.free_head;
         while i != NIL {
-            match self.slots.get(i as usize) {
-                Some(Slot::Vacant { next_free, .. }) => {
+            match self.slots.view(i) {
+                Some(View::Vacant { generation, .. }) if generation == u32::MAX => {
+                    return Err(format!("retired slot {i} on the free list"));
+                }
+                Some(View::Vacant { next_free, .. }) => {
                     if std::mem::replace(&mut on_free_list[i as usize], true) {
                         return Err(format!("free list cycles at slot {i}"));
                     }
-                    i = *next_free;
+                    i = next_free;
                 }
-                Some(Slot::Occupied(_)) => {
+                Some(View::Occupied(_)) => {
                     return Err(format!("occupied slot {i} on the free list"))
                 }
                 None => return Err(format!("free list reaches slot {i} beyond the arena")),
             }
         }
-        for (i, slot) in self.slots.iter().enumerate() {
-            let key = u32::try_from(i).unwrap_or(NIL);
+        for (key, (i, &reached)) in (0..).zip(reached.iter().enumerate()) {
             let in_map = self.detached.contains_key(&key);
-            match slot {
-                Slot::Occupied(e) if e.leaf != NIL && !reached[i] => {
+            let Some(view) = self.slots.view(key) else {
+                return Err(format!("slot {i} beyond the arena"));
+            };
+            match view {
+                View::Occupied(e) if e.leaf != NIL && !reached => {
                     return Err(format!("attached slot {i} unreachable"));
                 }
-                Slot::Occupied(e) if (e.leaf == NIL) != in_map => {
+                View::Occupied(e) if (e.leaf == NIL) != in_map => {
                     return Err(format!(
                         "slot {i}: detached {} but in the detached map {in_map}",
                         e.leaf == NIL
                     ));
                 }
-                Slot::Vacant { generation, .. } if !on_free_list[i] && *generation != u32::MAX => {
+                View::Vacant { generation, .. } if !on_free_list[i] && generation != u32::MAX => {
                     return Err(format!("vacant slot {i} neither free nor retired"));
                 }
-                Slot::Vacant { .. } if in_map => {
+                View::Vacant { next_free, .. } if !on_free_list[i] && next_free != NIL => {
+                    return Err(format!("retired slot {i} links to slot {next_free}"));
+                }
+                View::Vacant { .. } if in_map => {
                     return Err(format!("vacant slot {i} in the detached map"));
                 }
                 _ => {}

@@ -54,6 +54,7 @@
 mod check;
 mod node;
 mod query;
+mod slots;
 #[cfg(test)]
 mod tests;
 mod update;
@@ -67,6 +68,7 @@ use crate::interval::Interval;
 use node::Node;
 use query::Cursor;
 pub use query::{Iter, Overlaps};
+use slots::{Entry, Slot, Slots};
 
 /// "None": a free-list end, the parent of the root, the leaf of a detached interval.
 const NIL: u32 = u32::MAX;
@@ -83,7 +85,7 @@ pub type IntervalTree<V> = BPlusTree<V, 16, 16>;
 
 /// Stable handle of one allocated interval: `(generation << 32) | slot`.
 ///
-/// Slots are reused after [`BPlusTree::remove`] with a bumped generation, so a stale handle
+/// Slots are reused after [`BPlusTree::remove`] with a new generation, so a stale handle
 /// is refused (never silently names a new interval). A slot whose generation is exhausted is
 /// retired rather than reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -108,12 +110,16 @@ impl Handle {
         Self(bits)
     }
 
+    /// The slot: while the handle is valid, no other allocated interval of its tree has it, and
+    /// it is below the number of intervals the tree ever held at once (plus retired slots). A
+    /// caller can keep per-interval data in a table indexed by it, as the Python binding keeps
+    /// its values.
     #[inline]
     #[allow(
         clippy::cast_possible_truncation,
         reason = "the low 32 bits are the slot"
     )]
-    const fn slot(self) -> u32 {
+    pub const fn slot(self) -> u32 {
         self.0 as u32
     }
 
@@ -125,28 +131,6 @@ impl Handle {
     const fn generation(self) -> u32 {
         (self.0 >> 32) as u32
     }
-}
-
-/// An occupied slot: what a handle resolves to.
-#[derive(Clone)]
-struct Entry<V> {
-    generation: u32,
-    /// The leaf holding the interval, or `NIL` while detached (the interval is then in
-    /// `BPlusTree::detached`).
-    leaf: u32,
-    value: V,
-}
-
-/// One slot of the arena that handles index. With a value that has a niche (a pointer, a
-/// `Py<PyAny>`) this is 16 bytes.
-#[derive(Clone)]
-enum Slot<V> {
-    Occupied(Entry<V>),
-    /// Free. In the free list unless `generation == u32::MAX` (then retired for good).
-    Vacant {
-        generation: u32,
-        next_free: u32,
-    },
 }
 
 /// A B+-tree interval index with stable [`Handle`]s: leaves of `L` intervals (8..=64), inner
@@ -186,8 +170,7 @@ pub struct BPlusTree<V, const L: usize, const F: usize> {
     /// Attached intervals.
     len: usize,
     /// Handle targets, indexed by slot.
-    slots: Vec<Slot<V>>,
-    free_head: u32,
+    slots: Slots<V>,
     /// The intervals of detached slots.
     detached: BTreeMap<u32, Interval>,
 }
@@ -224,8 +207,7 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
             height: 0,
             span: (u64::MAX, 0),
             len: 0,
-            slots: Vec::new(),
-            free_head: NIL,
+            slots: Slots::new(),
             detached: BTreeMap::new(),
         }
     }
@@ -234,7 +216,7 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     /// leaves).
     pub fn with_capacity(n: usize) -> Self {
         Self {
-            slots: Vec::with_capacity(n),
+            slots: Slots::with_capacity(n),
             leaves: Vec::with_capacity(n.div_ceil(L)),
             inners: Vec::with_capacity(n.div_ceil(L * (F - 1)) + 1),
             ..Self::new()
@@ -261,7 +243,7 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     /// # Panics
     /// When the arena would exceed `u32::MAX - 1` slots.
     pub fn insert(&mut self, iv: Interval, value: V) -> Handle {
-        let handle = self.allocate(value);
+        let handle = self.slots.allocate(value);
         self.link(handle.slot(), iv);
         handle
     }
@@ -274,7 +256,7 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     /// # Panics
     /// When the arena would exceed `u32::MAX - 1` slots.
     pub fn insert_detached(&mut self, iv: Interval, value: V) -> Handle {
-        let handle = self.allocate(value);
+        let handle = self.slots.allocate(value);
         self.detached.insert(handle.slot(), iv);
         handle
     }
@@ -334,24 +316,7 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
         } else {
             self.unlink(slot)
         };
-        let generation = h.generation();
-        let vacant = if generation == u32::MAX {
-            // Exhausted: retire the slot rather than let a handle come back to life.
-            Slot::Vacant {
-                generation,
-                next_free: NIL,
-            }
-        } else {
-            let next_free = mem::replace(&mut self.free_head, slot);
-            Slot::Vacant {
-                generation: generation + 1,
-                next_free,
-            }
-        };
-        match mem::replace(&mut self.slots[slot as usize], vacant) {
-            Slot::Occupied(entry) => Some((iv, entry.value)),
-            Slot::Vacant { .. } => corrupted(slot),
-        }
+        Some((iv, self.slots.free(slot)))
     }
 
     /// The interval and value of `h`, attached or detached; `None` for a stale or unknown handle.
@@ -404,9 +369,7 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
                 let pos = mask.trailing_zeros() as usize;
                 mask &= mask - 1;
                 let (slot, iv) = (node.ids[pos], leaf_interval(node, pos));
-                let Slot::Occupied(entry) = &mut self.slots[slot as usize] else {
-                    corrupted(slot)
-                };
+                let entry = self.slots.entry_mut(slot);
                 f(Handle::new(slot, entry.generation), iv, &mut entry.value);
             }
         }
@@ -443,31 +406,7 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     /// Every handle becomes stale. The slots stay allocated, vacant with bumped generations, so
     /// that no old handle can name a later interval; drop the tree to release the memory.
     pub fn drain_values(&mut self) -> Vec<V> {
-        let mut values = Vec::with_capacity(self.slots.len());
-        self.free_head = NIL;
-        // Backwards, so that the rebuilt free list hands out low slots first.
-        for (i, entry) in self.slots.iter_mut().enumerate().rev() {
-            let slot = u32::try_from(i).unwrap_or(NIL);
-            let (generation, reusable) = match entry {
-                Slot::Occupied(e) => (e.generation.saturating_add(1), e.generation != u32::MAX),
-                Slot::Vacant { generation, .. } => (*generation, *generation != u32::MAX),
-            };
-            let next_free = if reusable {
-                mem::replace(&mut self.free_head, slot)
-            } else {
-                NIL
-            };
-            if let Slot::Occupied(e) = mem::replace(
-                entry,
-                Slot::Vacant {
-                    generation,
-                    next_free,
-                },
-            ) {
-                values.push(e.value);
-            }
-        }
-        values.reverse();
+        let values = self.slots.drain();
         self.detached.clear();
         self.clear_index();
         values
@@ -475,60 +414,20 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
 
     // ---- private: slots and handles ----
 
-    /// Take a free slot (or a new one) for `value`, detached.
-    fn allocate(&mut self, value: V) -> Handle {
-        let mut entry = Entry {
-            generation: 0,
-            leaf: NIL,
-            value,
-        };
-        let slot = if self.free_head == NIL {
-            let slot = u32::try_from(self.slots.len()).ok().filter(|&s| s != NIL);
-            let Some(slot) = slot else {
-                panic!("IntervalTree: more than u32::MAX - 1 slots");
-            };
-            self.slots.push(Slot::Occupied(entry));
-            slot
-        } else {
-            let slot = self.free_head;
-            let Slot::Vacant {
-                generation,
-                next_free,
-            } = self.slots[slot as usize]
-            else {
-                corrupted(slot)
-            };
-            self.free_head = next_free;
-            entry.generation = generation;
-            self.slots[slot as usize] = Slot::Occupied(entry);
-            slot
-        };
-        Handle::new(slot, self.entry(slot).generation)
-    }
-
     /// The slot `h` names, if it is occupied by the generation `h` carries.
     #[inline]
     fn resolve(&self, h: Handle) -> Option<u32> {
-        match self.slots.get(h.slot() as usize)? {
-            Slot::Occupied(e) if e.generation == h.generation() => Some(h.slot()),
-            _ => None,
-        }
+        self.slots.resolve(h)
     }
 
     #[inline]
     fn entry(&self, slot: u32) -> &Entry<V> {
-        match &self.slots[slot as usize] {
-            Slot::Occupied(e) => e,
-            Slot::Vacant { .. } => corrupted(slot),
-        }
+        self.slots.entry(slot)
     }
 
     #[inline]
     fn entry_mut(&mut self, slot: u32) -> &mut Entry<V> {
-        match &mut self.slots[slot as usize] {
-            Slot::Occupied(e) => e,
-            Slot::Vacant { .. } => corrupted(slot),
-        }
+        self.slots.entry_mut(slot)
     }
 
     /// The interval of the occupied `slot`, from its leaf or the detached map.

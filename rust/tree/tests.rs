@@ -38,7 +38,11 @@ fn node_bytes_fit_the_issue_11_budgets() {
     // Slot (16) + a sixteenth of a leaf (21) + a 256th of an inner node (2).
     assert_eq!(IntervalTree::<Box<u8>>::NODE_BYTES, 39);
     const { assert!(IntervalTree::<Box<u8>>::NODE_BYTES <= 48) };
+    // A slot is generation and leaf, plus the value: no tag.
     assert_eq!(mem::size_of::<Slot<Box<u8>>>(), 16);
+    assert_eq!(mem::size_of::<Slot<u32>>(), 12);
+    assert_eq!(mem::size_of::<Slot<()>>(), 8);
+    assert_eq!(IntervalTree::<()>::NODE_BYTES, 31);
 }
 
 #[test]
@@ -158,11 +162,17 @@ fn stale_and_unknown_handles_are_refused() {
     let mut tree = IntervalTree::new();
     let old = tree.insert(iv(0, 9), 1);
     assert_eq!(tree.remove(old), Some((iv(0, 9), 1)));
+    // The vacant slot's own (odd) generation names nothing either.
+    let vacant = Handle::new(old.slot(), old.generation() + 1);
+    assert!(!tree.contains(vacant) && tree.remove(vacant).is_none());
     let new = tree.insert(iv(0, 9), 2);
     assert_eq!(new.slot(), old.slot(), "the slot is reused");
     assert_ne!(new, old, "with a new generation");
     for h in [
         old,
+        vacant,
+        Handle::new(new.slot(), new.generation() + 1),
+        Handle::new(new.slot(), new.generation() + 2),
         Handle::from_bits(1),
         Handle::from_bits(u64::MAX),
         Handle::new(NIL, 0),
@@ -183,18 +193,43 @@ fn exhausted_generation_retires_the_slot() {
     let first = tree.insert(iv(1, 1), 1);
     tree.remove(first);
     // Pretend slot 0 has been reused until its last generation.
-    tree.slots[0] = Slot::Vacant {
-        generation: u32::MAX,
-        next_free: NIL,
-    };
+    tree.slots.age(0, u32::MAX - 2);
     let last_gen = tree.insert(iv(2, 2), 2);
-    assert_eq!((last_gen.slot(), last_gen.generation()), (0, u32::MAX));
+    assert_eq!((last_gen.slot(), last_gen.generation()), (0, u32::MAX - 1));
     assert_eq!(tree.remove(last_gen), Some((iv(2, 2), 2)));
     checked(&tree);
     let next = tree.insert(iv(3, 3), 3);
     assert_eq!(next.slot(), 1, "slot 0 is retired, not reused");
-    assert!(!tree.contains(last_gen) && !tree.contains(first));
+    let retired = Handle::new(0, u32::MAX);
+    assert!(!tree.contains(last_gen) && !tree.contains(first) && !tree.contains(retired));
     checked(&tree);
+}
+
+#[test]
+fn values_are_dropped_once_and_cloned_with_the_tree() {
+    use std::rc::Rc;
+    let value = Rc::new(());
+    let mut tree = IntervalTree::new();
+    let handles: Vec<Handle> = (0..100u64)
+        .map(|k| tree.insert(iv(k, k + 3), Rc::clone(&value)))
+        .collect();
+    let detached = tree.insert_detached(iv(7, 8), Rc::clone(&value));
+    for &h in handles.iter().step_by(3) {
+        drop(tree.remove(h));
+    }
+    assert_eq!(Rc::strong_count(&value), 1 + 66 + 1);
+    let copy = tree.clone();
+    checked(&copy);
+    assert_eq!(Rc::strong_count(&value), 1 + 2 * 67);
+    assert!(copy.contains(detached) && !copy.contains(handles[0]) && copy.contains(handles[1]));
+    drop(tree);
+    assert_eq!(Rc::strong_count(&value), 1 + 67);
+    let mut copy = copy;
+    assert_eq!(copy.drain_values().len(), 67);
+    assert_eq!(Rc::strong_count(&value), 1);
+    checked(&copy);
+    drop(copy);
+    assert_eq!(Rc::strong_count(&value), 1);
 }
 
 #[test]
@@ -472,7 +507,13 @@ fn check_invariants_catches_corruption() {
     let mut t = build();
     let h = t.insert(iv(0, 0), 99);
     t.remove(h);
-    t.free_head = NIL;
+    t.slots.age(h.slot(), u32::MAX);
+    assert!(t.check_invariants().unwrap_err().contains("retired slot"));
+
+    let mut t = build();
+    let h = t.insert(iv(0, 0), 99);
+    t.remove(h);
+    t.slots.free_head = NIL;
     assert!(t
         .check_invariants()
         .unwrap_err()

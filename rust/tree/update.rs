@@ -7,7 +7,7 @@
 //! slot's leaf or their node's parent), which is what keeps handles valid.
 
 use super::node::Node;
-use super::{corrupted, BPlusTree, Entry, Slot, MAX_DEPTH, NIL};
+use super::{corrupted, BPlusTree, MAX_DEPTH, NIL};
 use crate::interval::Interval;
 
 /// Run `$body` with `$arena` bound to the arena of `$level` (`&mut Vec<Node<_>>`).
@@ -148,10 +148,7 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
         if level == 0 {
             let leaf = &self.leaves[node as usize];
             for &slot in &leaf.ids[..leaf.len()] {
-                match &mut self.slots[slot as usize] {
-                    Slot::Occupied(e) => e.leaf = node,
-                    Slot::Vacant { .. } => corrupted(slot),
-                }
+                self.slots.entry_mut(slot).leaf = node;
             }
         } else {
             let len = self.inners[node as usize].len();
@@ -431,13 +428,9 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
             .collect();
         sort_by_start(&mut order);
         let mut tree = Self::with_capacity(order.len());
-        tree.slots.extend(items.into_iter().map(|(_, value)| {
-            Slot::Occupied(Entry {
-                generation: 0,
-                leaf: NIL,
-                value,
-            })
-        }));
+        for (_, value) in items {
+            tree.slots.allocate(value);
+        }
         tree.len = order.len();
         if order.is_empty() {
             return tree;

@@ -122,6 +122,7 @@ class TreeMachine(RuleBasedStateMachine):
         assert [r[1:] for r in items] == rows
         assert sorted(items) == sorted((h, *row) for h, row in self.brute.items.items())
         assert len(self.tree) == len(self.brute.items)
+        self.tree._check_invariants()  # the tree's, and one value per handle slot
 
 
 TreeMachine.TestCase.settings = settings(max_examples=40, stateful_step_count=40, deadline=None)
