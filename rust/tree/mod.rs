@@ -25,18 +25,23 @@
 //!
 //! # What it costs
 //! - Insert, remove, attach, detach: O(log n) node visits, each O(L + F) work on arrays that
-//!   are in cache once touched. A full leaf splits in half, except when the new interval goes
-//!   after (before) every other one, when the full leaf is kept whole and the new one starts a
-//!   new leaf: ascending or descending inserts then fill leaves completely. A leaf or inner node
-//!   (an inner node below half full) merges with or borrows from a sibling.
+//!   are in cache once touched. A full leaf first lends to a sibling under the same parent that
+//!   has room, the two evened out (B*-tree style); only when neither has room does it split in
+//!   half, except when the new interval goes after (before) every other one, when the full leaf
+//!   is kept whole and the new one starts a new leaf: ascending or descending inserts then fill
+//!   leaves completely. A leaf below a quarter full (an inner node below half full) merges with
+//!   or borrows from a sibling.
 //! - [`BPlusTree::any_overlap`]: O(1) when the query lies outside [`BPlusTree::span`], else one
 //!   pruned descent; [`BPlusTree::overlaps`], [`BPlusTree::count_overlap`] and
 //!   [`BPlusTree::for_each_overlap_mut`]: O(log n + k) node visits for k results when the
 //!   hits are few per node; none allocates (the walk's stack lives inline, `MAX_DEPTH`).
 //!   `count_overlap` counts whole leaf masks and never touches a slot.
 //! - Memory: [`BPlusTree::NODE_BYTES`] per interval with full nodes (a `bulk_build`, or
-//!   sorted inserts): 39 bytes with an 8-byte value. Random-order inserts leave leaves about 70%
-//!   full: 48 bytes per interval in all, the value included.
+//!   sorted inserts): a slot of 8 bytes plus the value (no tag: occupancy is the generation's
+//!   parity), a sixteenth of a leaf and a share of the inner nodes; 39 bytes with an 8-byte
+//!   value, 31 with none (the Python binding keeps its values apart, at the slot's index).
+//!   Random-order inserts leave leaves about 85% full (70% with even splits alone): about 43
+//!   bytes per interval with an 8-byte value.
 //! - Measured with `cargo bench --bench tree` (criterion, against `coitrees` and `iset` in the
 //!   same run); docs/benchmarks.md summarises the ratios, no numbers are pasted here.
 //!

@@ -7,6 +7,8 @@
 //! branch-free pass over all `N` entries that yields a bit mask of the entries to visit, walked
 //! lowest bit first, which is ascending start order.
 
+use std::ops::Range;
+
 /// A leaf or inner node of capacity `N` (`N <= 64`, so that a mask fits in a `u64`).
 ///
 /// Entries `0..len` are live, ordered by `keys` (ties in any order); the rest are stale and
@@ -220,16 +222,11 @@ impl<const N: usize> Node<N> {
         right
     }
 
-    /// Append `right`'s entries, leaving it empty. The two must fit in one node.
-    pub fn append(&mut self, right: &mut Self) {
-        debug_assert!(self.len() + right.len() <= N);
-        self.take_tail(right, 0);
-    }
-
     /// Move entries between two adjacent nodes (`self` left of `right`) until the left one
-    /// holds half of them (rounded down).
-    pub fn even_out(&mut self, right: &mut Self) {
-        let want = usize::midpoint(self.len(), right.len());
+    /// holds `want` of their entries (all of them: a merge). Returns which node received
+    /// entries (true: `self`) and where they now sit in it, for the caller to adopt.
+    pub fn move_boundary(&mut self, right: &mut Self, want: usize) -> (bool, Range<usize>) {
+        debug_assert!(want <= N && self.len() + right.len() <= want + N);
         if self.len() > want {
             // Make room at the front of `right`, then move our tail there.
             let (k, rl) = (self.len() - want, right.len());
@@ -242,6 +239,7 @@ impl<const N: usize> Node<N> {
             right.ids[..k].copy_from_slice(&self.ids[range]);
             right.set_len(rl + k);
             self.set_len(want);
+            (false, 0..k)
         } else {
             // Take `right`'s head, then close the gap it leaves.
             let k = want - self.len();
@@ -254,6 +252,7 @@ impl<const N: usize> Node<N> {
             right.ids.copy_within(k..rl, 0);
             right.set_len(rl - k);
             self.set_len(want);
+            (true, at..want)
         }
     }
 

@@ -574,3 +574,146 @@ fn bulk_sort_orders_by_start_then_input_order() {
         assert_eq!(order, want, "n={n} shape={shape}");
     }
 }
+
+/// Entries per leaf, left to right, of a tree whose root sits right above its leaves.
+fn leaf_lens<V>(tree: &IntervalTree<V>) -> Vec<usize> {
+    assert_eq!(tree.height, 1);
+    let root = &tree.inners[tree.root as usize];
+    root.ids[..root.len()]
+        .iter()
+        .map(|&leaf| tree.leaves[leaf as usize].len())
+        .collect()
+}
+
+/// Three full leaves of intervals starting at `start(k)`; then `holes` removed from the leaf
+/// each names (0, 1, 2) and `added` inserted (values from 100), checking after each insert.
+/// Returns the tree and its live `(handle, interval, value)`.
+fn three_leaves(
+    start: impl Fn(u64) -> u64,
+    holes: &[(usize, usize)],
+    added: &[Interval],
+) -> (IntervalTree<u64>, Vec<(Handle, Interval, u64)>) {
+    let items: Vec<(Interval, u64)> = (0..48u64)
+        .map(|k| (iv(start(k), start(k) + 5 + k % 7), k))
+        .collect();
+    let mut tree = IntervalTree::bulk_build(items.clone());
+    assert_eq!(leaf_lens(&tree), [16, 16, 16]);
+    let mut live: Vec<_> = items
+        .into_iter()
+        .zip(0..)
+        .map(|((i, v), k)| (Handle::from_bits(k), i, v))
+        .collect();
+    for &(leaf, count) in holes {
+        for _ in 0..count {
+            let k = live.iter().position(|e| e.2 / 16 == leaf as u64).unwrap();
+            let (h, i, v) = live.remove(k);
+            assert_eq!(tree.remove(h), Some((i, v)));
+        }
+    }
+    for (&i, v) in added.iter().zip(100..) {
+        live.push((tree.insert(i, v), i, v));
+        checked(&tree);
+    }
+    (tree, live)
+}
+
+/// Every live entry is found by its handle and by the queries, in order; then remove them
+/// all, in an interleaved order, checking as it goes.
+fn drain_checked(mut tree: IntervalTree<u64>, mut live: Vec<(Handle, Interval, u64)>) {
+    for &(h, i, v) in &live {
+        assert_eq!(tree.get(h), Some((i, &v)));
+    }
+    let mut all: Vec<(u64, u64, u64)> = live
+        .iter()
+        .map(|e| (e.1.start(), e.1.last(), e.2))
+        .collect();
+    all.sort_unstable();
+    let mut got = hits(&tree, iv(0, u64::MAX));
+    assert!(got.windows(2).all(|w| w[0].0 <= w[1].0));
+    got.sort_unstable();
+    assert_eq!(got, all);
+    let mut k = 0;
+    while !live.is_empty() {
+        k = (k + 7) % live.len();
+        let (h, i, v) = live.swap_remove(k);
+        assert_eq!(tree.remove(h), Some((i, v)));
+        checked(&tree);
+        assert_eq!(tree.len(), live.len());
+    }
+}
+
+#[test]
+fn a_full_leaf_lends_to_the_sibling_with_room() {
+    let at = |k: u64| 100 + k * 10;
+    let middle = [iv(at(20) + 5, at(20) + 9)]; // in leaf 1
+    for (holes, lens) in [
+        // Room on the left only: leaf 1 lends to leaf 0, the two evened out with the new one.
+        (&[(0, 4)][..], &[14, 15, 16][..]),
+        // Room on the right only: leaf 1 lends to leaf 2.
+        (&[(2, 4)], &[16, 14, 15]),
+        // Room on both sides: the one with more room takes.
+        (&[(0, 2), (2, 5)], &[14, 14, 14]),
+        // No room: an even split, as before.
+        (&[], &[16, 9, 8, 16]),
+    ] {
+        let (tree, live) = three_leaves(at, holes, &middle);
+        assert_eq!(leaf_lens(&tree), lens, "holes {holes:?}");
+        drain_checked(tree, live);
+    }
+}
+
+#[test]
+fn lending_at_the_ends_of_the_tree_moves_the_span() {
+    let at = |k: u64| 100 + k * 10;
+    // A new smallest start in the full first leaf: it stays there, its tail moves right.
+    let (tree, live) = three_leaves(at, &[(1, 4)], &[iv(1, 2)]);
+    assert_eq!(leaf_lens(&tree), [14, 15, 16]);
+    assert_eq!(tree.span().unwrap().start(), 1);
+    assert_eq!(hits(&tree, iv(0, 1)), [(1, 2, 100)]);
+    drain_checked(tree, live);
+
+    // A new largest start in the full last leaf: its head moves left.
+    let (tree, live) = three_leaves(at, &[(1, 4)], &[iv(10_000, 20_000)]);
+    assert_eq!(leaf_lens(&tree), [16, 14, 15]);
+    assert_eq!(tree.span().unwrap().last(), 20_000);
+    drain_checked(tree, live);
+
+    // The new entry lands right on the boundary: it goes to the front of the right leaf,
+    // whose smallest start it becomes, and nothing else moves.
+    let boundary = iv(at(31) + 1, at(31) + 1);
+    let (tree, live) = three_leaves(at, &[(2, 1)], &[boundary]);
+    assert_eq!(leaf_lens(&tree), [16, 16, 16]);
+    let root = &tree.inners[tree.root as usize];
+    assert_eq!(root.keys[2], boundary.start());
+    let h = live.last().unwrap().0;
+    assert_eq!(tree.entry(h.slot()).leaf, root.ids[2]);
+    drain_checked(tree, live);
+}
+
+#[test]
+fn lending_with_equal_starts() {
+    // Every start equal: inserts go to the last leaf, which lends to its left sibling
+    // (16, 12, 16 -> 16, 14, 15 -> 16, 14, 16 -> 16, 15, 16 -> 16, 16, 16).
+    let added: Vec<Interval> = (0..4).map(|k| iv(1000, 1100 + k)).collect();
+    let (tree, live) = three_leaves(|_| 1000, &[(1, 4)], &added);
+    assert_eq!(leaf_lens(&tree), [16, 16, 16]);
+    assert_eq!(tree.count_overlap(iv(1000, 1000)), 48);
+    drain_checked(tree, live);
+}
+
+#[test]
+fn random_inserts_fill_leaves_to_at_least_80_percent() {
+    let mut tree: IntervalTree<()> = IntervalTree::new();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..20_000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let start = state % (1 << 40);
+        tree.insert(iv(start, start + state % 4096), ());
+    }
+    checked(&tree);
+    let leaves = tree.leaves.len() - tree.free_leaves.len();
+    // About 85% (1473 leaves); even splits alone leave about 70% (1773).
+    assert!(leaves * 16 * 8 <= 20_000 * 10, "{leaves} leaves");
+}

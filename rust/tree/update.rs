@@ -6,6 +6,8 @@
 //! `k - 1`; whenever entries move to another node, that node *adopts* them (rewrites their
 //! slot's leaf or their node's parent), which is what keeps handles valid.
 
+use std::ops::Range;
+
 use super::node::Node;
 use super::{corrupted, BPlusTree, MAX_DEPTH, NIL};
 use crate::interval::Interval;
@@ -143,16 +145,15 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
         }
     }
 
-    /// Make `node` (of `level`) the owner of all its entries.
-    fn adopt(&mut self, level: usize, node: u32) {
+    /// Make `node` (of `level`) the owner of its entries in `range` (the ones moved in: each
+    /// is a write to a slot or node elsewhere in memory).
+    fn adopt(&mut self, level: usize, node: u32, range: Range<usize>) {
         if level == 0 {
-            let leaf = &self.leaves[node as usize];
-            for &slot in &leaf.ids[..leaf.len()] {
+            for &slot in &self.leaves[node as usize].ids[range] {
                 self.slots.entry_mut(slot).leaf = node;
             }
         } else {
-            let len = self.inners[node as usize].len();
-            for i in 0..len {
+            for i in range {
                 let child = self.inners[node as usize].ids[i];
                 if level == 1 {
                     self.leaves[child as usize].parent = node;
@@ -212,7 +213,9 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
         self.entry_mut(slot).leaf = node;
         self.len += 1;
         if self.leaves[node as usize].is_full() {
-            let (node, pos) = self.split_for_insert(0, node, pos);
+            let (node, pos) = self
+                .lend_to_sibling(node, pos)
+                .unwrap_or_else(|| self.split_for_insert(0, node, pos));
             self.leaves[node as usize].insert_at(pos, (start, last), slot);
             self.entry_mut(slot).leaf = node;
             self.settle(0, node, None);
@@ -289,7 +292,7 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
                 right,
             )
         });
-        self.adopt(level, right);
+        self.adopt(level, right, 0..cap - at);
         self.link_sibling(level, node, right);
         if pos < at || (pos == at && at < cap) {
             (node, pos)
@@ -311,7 +314,7 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
             root.insert_at(1, self.summary(level, right), right);
             self.root = alloc(&mut self.inners, &mut self.free_inners, root);
             self.height += 1;
-            self.adopt(level + 1, self.root);
+            self.adopt(level + 1, self.root, 0..2);
             return;
         }
         let pos = self.inners[parent as usize]
@@ -388,27 +391,66 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     fn rebalance_pair(&mut self, level: usize, parent: u32, left_pos: usize) {
         let p = &self.inners[parent as usize];
         let (left, right) = (p.ids[left_pos], p.ids[left_pos + 1]);
-        let merged = with_arena!(self, level, |arena| {
-            let (l, r) = pair(arena, left, right);
-            if l.len() + r.len() <= Self::capacity(level) {
-                l.append(r);
-                true
-            } else {
-                l.even_out(r);
-                false
-            }
-        });
-        self.adopt(level, left);
-        let left_summary = self.summary(level, left);
-        self.inners[parent as usize].set(left_pos, left_summary, left);
+        let (l, r) = (self.node_len(level, left), self.node_len(level, right));
+        let merged = l + r <= Self::capacity(level);
+        let want = if merged { l + r } else { usize::midpoint(l, r) };
+        self.move_boundary(level, parent, left_pos, want);
         if merged {
             self.inners[parent as usize].remove_at(left_pos + 1);
             self.release(level, right);
-        } else {
-            self.adopt(level, right);
-            let right_summary = self.summary(level, right);
-            self.inners[parent as usize].set(left_pos + 1, right_summary, right);
         }
+    }
+
+    /// Move entries between the children at `left_pos` and `left_pos + 1` of `parent` (of
+    /// `level`) until the left one holds `want` of them; the movers are adopted and both
+    /// children's entries in `parent` brought up to date (an emptied right child keeps an
+    /// entry for the caller to remove).
+    fn move_boundary(&mut self, level: usize, parent: u32, left_pos: usize, want: usize) {
+        let p = &self.inners[parent as usize];
+        let (left, right) = (p.ids[left_pos], p.ids[left_pos + 1]);
+        let (into_left, moved) = with_arena!(self, level, |arena| {
+            let (l, r) = pair(arena, left, right);
+            l.move_boundary(r, want)
+        });
+        self.adopt(level, if into_left { left } else { right }, moved);
+        for (pos, node) in [(left_pos, left), (left_pos + 1, right)] {
+            let summary = self.summary(level, node);
+            self.inners[parent as usize].set(pos, summary, node);
+        }
+    }
+
+    /// Make room in the full `leaf` for an entry at `pos` by moving entries to a sibling under
+    /// the same parent (the one with more room) until the two, with the new entry, are evened
+    /// out: B*-tree style, so that random inserts split less and leave leaves fuller than even
+    /// splits alone (issue 11's memory budget). Returns where the entry goes, or `None` when
+    /// neither sibling has room.
+    ///
+    /// The parent's entries for both leaves come out exact without the new entry, so that
+    /// [`settle`](Self::settle) after inserting it can stop early as usual; the parent's own
+    /// summary does not change (entries only move between its children).
+    fn lend_to_sibling(&mut self, leaf: u32, pos: usize) -> Option<(u32, usize)> {
+        let (parent, at) = self.position_in_parent(0, leaf);
+        let p = &self.inners[parent as usize];
+        let room = |i: usize| L - self.leaves[p.ids[i] as usize].len();
+        let left_room = if at > 0 { room(at - 1) } else { 0 };
+        let right_room = if at + 1 < p.len() { room(at + 1) } else { 0 };
+        // The pair (left_pos, left_pos + 1), and the entry's position among their entries.
+        let (left_pos, c) = match (left_room, right_room) {
+            (0, 0) => return None,
+            (l, r) if l >= r => (at - 1, L - l + pos),
+            _ => (at, pos),
+        };
+        let total = self.node_len(0, p.ids[left_pos]) + self.node_len(0, p.ids[left_pos + 1]) + 1;
+        // The left leaf ends with `total / 2` entries, the new one among them when it is early.
+        let half = total / 2;
+        let keep = if c < half { half - 1 } else { half };
+        self.move_boundary(0, parent, left_pos, keep);
+        let p = &self.inners[parent as usize];
+        Some(if c < half {
+            (p.ids[left_pos], c)
+        } else {
+            (p.ids[left_pos + 1], c - keep)
+        })
     }
 
     /// A tree holding `items`, all attached, with full nodes: one sort by start, then one pass
@@ -443,7 +485,7 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
                 leaf.push((start, last), slot);
             }
             let id = alloc(&mut tree.leaves, &mut tree.free_leaves, leaf);
-            tree.adopt(0, id);
+            tree.adopt(0, id, 0..chunk.len());
             level_nodes.push(id);
         }
         // Inner levels until one node is left, always at least one above the leaves.
@@ -456,7 +498,7 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
                     inner.push(tree.summary(level, child), child);
                 }
                 let id = alloc(&mut tree.inners, &mut tree.free_inners, inner);
-                tree.adopt(level + 1, id);
+                tree.adopt(level + 1, id, 0..chunk.len());
                 above.push(id);
             }
             level_nodes = above;
