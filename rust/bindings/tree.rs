@@ -2,12 +2,13 @@
 //! class `mmn_fast.IntervalTree` subclasses it and adds the buffer-taking batch calls.
 //!
 //! Locking (issue 10, items 1, 2 and 6):
-//! - The tree (the intervals, with no value: an interval's value sits in `values` at the
-//!   index of its handle's slot) is behind a reader-writer lock; queries read, `insert` / `remove` / `_load`'s swap write; the batch query reads with
-//!   the GIL released, so every other wait for this lock releases the GIL too
-//!   ([`super::locking`]).
+//! - The tree (the intervals, with no value) is behind a reader-writer lock; queries read,
+//!   `insert` / `remove` / `_load`'s swap write; the batch query reads with the GIL released,
+//!   so every other wait for this lock releases the GIL too ([`super::locking`]).
 //! - The values live in a [`PyRefs`], outside that lock, so that the collector sees them
-//!   whatever the tree lock is doing.
+//!   whatever the tree lock is doing. An interval's value sits at the index of its handle's
+//!   slot; a writer changes the values while it holds the tree lock (the lock order: tree, then
+//!   values), so a reader that walked the tree under the read lock finds every value.
 //! - No Python object is built, and no Python reference dropped, while either lock is held:
 //!   a query copies `(start, last, value)` (the value as a new reference) under the locks,
 //!   releases them, then builds its tuples; removed values are dropped after unlocking. Every

@@ -27,7 +27,7 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     /// root's; every leaf entry is an occupied slot that names that leaf, reached once; `len`;
     /// free node lists hold exactly the unreached nodes; detached slots are exactly the
     /// detached map's keys; the slot free list (vacant slots only, no cycle, every vacant slot
-    /// on it or retired).
+    /// on it or retired, a retired slot neither on it nor linked to another).
     ///
     /// # Errors
     /// A description of the first violation found.
@@ -199,11 +199,12 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
                 None => return Err(format!("free list reaches slot {i} beyond the arena")),
             }
         }
-        for (key, (i, &reached)) in (0..).zip(reached.iter().enumerate()) {
-            let in_map = self.detached.contains_key(&key);
-            let Some(view) = self.slots.view(key) else {
+        for (i, &reached) in (0..).zip(reached) {
+            let in_map = self.detached.contains_key(&i);
+            let Some(view) = self.slots.view(i) else {
                 return Err(format!("slot {i} beyond the arena"));
             };
+            let listed = on_free_list[i as usize];
             match view {
                 View::Occupied(e) if e.leaf != NIL && !reached => {
                     return Err(format!("attached slot {i} unreachable"));
@@ -214,10 +215,10 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
                         e.leaf == NIL
                     ));
                 }
-                View::Vacant { generation, .. } if !on_free_list[i] && generation != u32::MAX => {
+                View::Vacant { generation, .. } if !listed && generation != u32::MAX => {
                     return Err(format!("vacant slot {i} neither free nor retired"));
                 }
-                View::Vacant { next_free, .. } if !on_free_list[i] && next_free != NIL => {
+                View::Vacant { next_free, .. } if !listed && next_free != NIL => {
                     return Err(format!("retired slot {i} links to slot {next_free}"));
                 }
                 View::Vacant { .. } if in_map => {

@@ -115,10 +115,10 @@ impl Handle {
         Self(bits)
     }
 
-    /// The slot: while the handle is valid, no other allocated interval of its tree has it, and
-    /// it is below the number of intervals the tree ever held at once (plus retired slots). A
-    /// caller can keep per-interval data in a table indexed by it, as the Python binding keeps
-    /// its values.
+    /// The slot: while the handle is valid, no other allocated interval of its tree has it,
+    /// and slots are reused, so they stay below the most intervals the tree has had allocated
+    /// at once (plus the rare retired slot). A caller can keep per-interval data in a table
+    /// indexed by it, as the Python binding keeps its values.
     #[inline]
     #[allow(
         clippy::cast_possible_truncation,
