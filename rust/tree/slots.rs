@@ -7,6 +7,7 @@
 //! live apart, at the same index), a slot is 8 bytes (issue 11's memory budget).
 
 use std::mem::{self, MaybeUninit};
+use std::ops::Index;
 
 use super::{corrupted, Handle, NIL};
 
@@ -191,6 +192,17 @@ impl<V> Slots<V> {
         let s = &mut self.slots[slot as usize];
         assert!(!occupied(s.generation) && !occupied(generation));
         s.generation = generation;
+    }
+}
+
+/// A slot's memory (its fields stay private), for a walk that prefetches the slot of a hit
+/// before it reads it (main's interleaved batch walk indexes `slots` this way).
+impl<V> Index<usize> for Slots<V> {
+    type Output = Slot<V>;
+
+    #[inline]
+    fn index(&self, slot: usize) -> &Slot<V> {
+        &self.slots[slot]
     }
 }
 
