@@ -51,6 +51,7 @@
 //! [`BPlusTree::check_invariants`] exists to catch) or when the slot arena would exceed
 //! `u32::MAX - 1` slots; never because of the intervals, handles or queries a caller passes.
 
+mod batch;
 mod check;
 mod node;
 mod query;
@@ -64,6 +65,7 @@ use std::mem;
 
 use crate::interval::Interval;
 
+pub use batch::Found;
 use node::Node;
 use query::Cursor;
 pub use query::{Iter, Overlaps};
