@@ -100,7 +100,13 @@ impl MMCore {
     ) -> Option<(usize, u64, Vec<Hit>)> {
         const PER_LOCK: usize = 64;
         let mut found = Found::new();
-        for (chunk_no, chunk) in queries.chunks(PER_LOCK).enumerate() {
+        let mut done = 0;
+        // Ranges per lock hold: from one up to `PER_LOCK`, doubling after each hold that
+        // reached no Python callback, so that a batch whose ranges stop at callbacks finds at
+        // most twice the ranges it runs.
+        let mut window = 1;
+        while done < queries.len() {
+            let chunk = &queries[done..queries.len().min(done + window)];
             let mut closed = false;
             let mut guard = self.notifier.lock();
             guard.find(chunk, &mut found);
@@ -116,7 +122,7 @@ impl MMCore {
                     if closed {
                         self.notifier.wake_all();
                     }
-                    return Some((chunk_no * PER_LOCK + i, started.cur_seq, keys));
+                    return Some((done + i, started.cur_seq, keys));
                 }
                 debug_assert!(!guard.has_deferred() || guard.active() > 1, "see the docs");
                 match self.end_locked(&mut guard) {
@@ -132,6 +138,8 @@ impl MMCore {
             if closed {
                 self.notifier.wake_all();
             }
+            done += chunk.len();
+            window = (window * 2).min(PER_LOCK);
         }
         None
     }
