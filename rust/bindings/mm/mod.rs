@@ -156,6 +156,9 @@ impl MMCore {
     /// The calls for `hits`, read from `refs` after the core lock was dropped (each hit's slot
     /// lives until the end of the start that hit it).
     fn calls(&self, py: Python<'_>, hits: Vec<Hit>) -> Vec<Call> {
+        if hits.is_empty() {
+            return Vec::new(); // the common no-hit start takes no second lock
+        }
         let refs = self.refs.lock(py);
         hits.into_iter()
             .filter_map(|hit| match hit {
