@@ -157,6 +157,20 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
         }
     }
 
+    /// The hits of query `i` of the batch that filled `found`, in the order
+    /// [`overlaps`](Self::overlaps) yields them, without walking; `found` must be as
+    /// [`for_each_found_mut`](Self::for_each_found_mut) says.
+    pub fn found<'a>(
+        &'a self,
+        found: &'a Found,
+        i: usize,
+    ) -> impl Iterator<Item = (Handle, Interval, &'a V)> + 'a {
+        found.of(i).iter().map(|&(slot, iv)| {
+            let entry = self.entry(slot);
+            (Handle::new(slot, entry.generation), iv, &entry.value)
+        })
+    }
+
     /// [`for_each_overlap_mut`](Self::for_each_overlap_mut) for query `i` of the batch that
     /// filled `found`, without walking: `f` gets the same intervals in the same order.
     ///
@@ -220,6 +234,8 @@ mod tests {
         assert_eq!(found.len(), queries.len());
         for (i, &q) in queries.iter().enumerate() {
             let want: Vec<_> = tree.overlaps(q).map(|(h, iv, v)| (h, iv, *v)).collect();
+            let read: Vec<_> = tree.found(found, i).map(|(h, iv, v)| (h, iv, *v)).collect();
+            assert_eq!(read, want, "query {i}: {q:?}");
             let mut got = Vec::new();
             tree.for_each_found_mut(found, i, |h, iv, v| got.push((h, iv, *v)));
             assert_eq!(got, want, "query {i}: {q:?}");
