@@ -10,7 +10,7 @@
 
 use std::array;
 
-use super::node::{prefetch, Node};
+use super::node::prefetch;
 use super::query::Cursor;
 use super::{leaf_interval, BPlusTree, Handle};
 use crate::interval::Interval;
@@ -146,9 +146,13 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
         match lane.cursor.advance(&self.inners) {
             Some((node, is_leaf)) => {
                 if is_leaf {
-                    self.leaves[node as usize].prefetch_all();
+                    self.leaves[node as usize].prefetch_scan();
                 } else {
-                    self.inners[node as usize].prefetch_all();
+                    // An inner node's child id is read right after its scan.
+                    let inner = &self.inners[node as usize];
+                    inner.prefetch_scan();
+                    prefetch(&inner.ids[0]);
+                    prefetch(&inner.ids[F - 1]);
                 }
                 lane.next = Some((node, is_leaf));
                 false
@@ -194,19 +198,6 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     #[inline]
     fn prefetch_slot(&self, slot: u32) {
         prefetch(&self.slots[slot as usize]);
-    }
-}
-
-impl<const N: usize> Node<N> {
-    /// Start loading every cache line a query reads from this node: its keys, lasts and ids.
-    #[inline]
-    fn prefetch_all(&self) {
-        for i in (0..N).step_by(8) {
-            prefetch(&self.keys[i]);
-            prefetch(&self.lasts[i]);
-        }
-        prefetch(&self.ids[0]);
-        prefetch(&self.ids[N - 1]);
     }
 }
 

@@ -11,16 +11,20 @@
 ///
 /// Entries `0..len` are live, ordered by `keys` (ties in any order); the rest are stale and
 /// masked off. `parent` is the inner node holding this one (`NIL` at the root).
+///
+/// The fields are laid out in the order a query reads them: the length, then keys and lasts
+/// (all a node without hits needs: [`Node::prefetch_scan`]), then the ids.
 #[derive(Clone, Copy)]
+#[repr(C)]
 pub(super) struct Node<const N: usize> {
+    len: u32,
+    pub parent: u32,
     /// Start of each interval (leaf), smallest start of each child's subtree (inner).
     pub keys: [u64; N],
     /// Last of each interval (leaf), largest last of each child's subtree (inner).
     pub lasts: [u64; N],
     /// Slot of each interval (leaf), index of each child (inner).
     pub ids: [u32; N],
-    len: u32,
-    pub parent: u32,
 }
 
 /// Hint the CPU to start loading the cache line holding `target`; no effect on results.
@@ -77,12 +81,24 @@ impl<const N: usize> Node<N> {
     pub const fn empty(parent: u32) -> Self {
         const { assert!(N >= 8 && N <= 64, "node capacity must be 8..=64") };
         Self {
+            len: 0,
+            parent,
             keys: [0; N],
             lasts: [0; N],
             ids: [0; N],
-            len: 0,
-            parent,
         }
+    }
+
+    /// Start loading the cache lines a scan ([`Node::hits`]) reads: the length, keys and
+    /// lasts; the ids come after them, read only for hits and children.
+    #[inline]
+    pub fn prefetch_scan(&self) {
+        prefetch(&self.len);
+        for i in (0..N).step_by(8) {
+            prefetch(&self.keys[i]);
+            prefetch(&self.lasts[i]);
+        }
+        prefetch(&self.lasts[N - 1]);
     }
 
     #[inline]

@@ -146,9 +146,13 @@ impl MMCore {
         py: Python<'_>,
         freed: impl IntoIterator<Item = SubPayload>,
     ) {
+        let mut freed = freed.into_iter().peekable();
+        if freed.peek().is_none() {
+            return; // the common closing end frees nothing: no lock
+        }
         let taken: Vec<SubRefs> = {
             let mut refs = self.refs.lock(py);
-            freed.into_iter().filter_map(|p| refs.remove(p.0)).collect()
+            freed.filter_map(|p| refs.remove(p.0)).collect()
         };
         drop(taken);
     }
