@@ -81,7 +81,7 @@ const IDLE: usize = usize::MAX;
 impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     /// The attached intervals overlapping each of `queries`, into `found` (its old content is
     /// replaced): for query `i`, the intervals [`overlaps`](Self::overlaps) would yield, in the
-    /// same order. Up to [`LANES`] descents run interleaved, so that their cache misses overlap.
+    /// same order. Up to eight descents run interleaved, so that their cache misses overlap.
     /// O(log n + k) node visits per query, as a single query; no allocation once `found` has
     /// grown to the batch.
     pub fn find_overlaps(&self, queries: &[Interval], found: &mut Found) {

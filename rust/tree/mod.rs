@@ -34,6 +34,12 @@
 //!   [`BPlusTree::for_each_overlap_mut`]: O(log n + k) node visits for k results when the
 //!   hits are few per node; none allocates (the walk's stack lives inline, `MAX_DEPTH`).
 //!   `count_overlap` counts whole leaf masks and never touches a slot.
+//! - [`BPlusTree::find_overlaps`] (`batch.rs`): the overlaps of a batch of queries, with several
+//!   descents in flight so that their cache misses overlap (each prefetches the node it reads
+//!   next and hands over to the next); [`BPlusTree::for_each_found_mut`] then handles query `i`
+//!   as [`BPlusTree::for_each_overlap_mut`] would. The notifier's `invalidate_many` and the
+//!   binding's `overlap_many` use it: 1.5x faster than one query after another at 10^3
+//!   intervals, 2.2x at 10^6 (`batch_query_range` in `benches/tree.rs`).
 //! - Memory: [`BPlusTree::NODE_BYTES`] per interval with full nodes (a `bulk_build`, or
 //!   sorted inserts): 39 bytes with an 8-byte value. Random-order inserts leave leaves about 70%
 //!   full: 48 bytes per interval in all, the value included.
