@@ -36,7 +36,7 @@ use std::time::Duration;
 use coitrees::{COITree, GenericInterval, IntervalTree as _};
 use criterion::{criterion_group, BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput};
 use iset::IntervalMap;
-use mmn_fast::tree::BPlusTree;
+use mmn_fast::tree::{BPlusTree, Found};
 use mmn_fast::{Handle, Interval, IntervalTree};
 
 const PAGE: u64 = 4096;
@@ -519,6 +519,35 @@ fn bench_queries(c: &mut Criterion) {
     any.finish();
 }
 
+fn bench_batch(c: &mut Criterion) {
+    // `invalidate_many`'s walk: a batch of range queries found in one interleaved walk
+    // (`find_overlaps`, several descents in flight) against the same queries one by one.
+    let mut batch = c.benchmark_group("batch_query_range");
+    batch.throughput(Throughput::Elements(NQUERIES as u64));
+    for f in fixtures() {
+        let n = f.items.len();
+        let sum = |hits: &mut dyn Iterator<Item = u32>| hits.map(u64::from).sum::<u64>();
+        batch.bench_function(BenchmarkId::new("mmn_fast_one_by_one", n), |b| {
+            b.iter(|| {
+                f.ranges
+                    .iter()
+                    .map(|&q| sum(&mut f.ours.overlaps(q).map(|(_, _, &v)| v)))
+                    .sum::<u64>()
+            });
+        });
+        let mut found = Found::new();
+        batch.bench_function(BenchmarkId::new("mmn_fast_find_overlaps", n), |b| {
+            b.iter(|| {
+                f.ours.find_overlaps(&f.ranges, &mut found);
+                (0..NQUERIES)
+                    .map(|i| sum(&mut f.ours.found(&found, i).map(|(_, _, &v)| v)))
+                    .sum::<u64>()
+            });
+        });
+    }
+    batch.finish();
+}
+
 /// The workload of `lib/interval_tree_test.c` (SPEC 5.2), with our own PRNG.
 mod kernel_port {
     use super::{black_box, iv, BenchmarkId, Criterion, Interval, IntervalMap, IntervalTree, Rng};
@@ -640,7 +669,7 @@ mod kernel_port {
 criterion_group! {
     name = benches;
     config = config();
-    targets = kernel_port::bench, bench_queries, bench_insert_remove, bench_churn_and_build
+    targets = kernel_port::bench, bench_queries, bench_batch, bench_insert_remove, bench_churn_and_build
 }
 /// `MMN_BENCH_INTERLEAVED=1`: instead of criterion's one-benchmark-after-another, time every
 /// target on the same batch of queries (or updates) in turn, round after round, and keep each

@@ -47,7 +47,7 @@
 
 use crate::error::Error;
 use crate::interval::Interval;
-use crate::tree::{Handle, IntervalTree};
+use crate::tree::{Found, Handle, IntervalTree};
 
 /// The identity of one subscription: its node in the tree's arena. It stays the same while a
 /// deferred insert waits detached and after it is attached.
@@ -256,7 +256,42 @@ impl<P> Protocol<P> {
     pub fn start(
         &mut self,
         query: Interval,
+        on_hit: impl FnMut(SubKey, Interval, &mut Sub<P>, u64),
+    ) -> Started {
+        self.start_over(on_hit, |tree, visit| {
+            tree.for_each_overlap_mut(query, visit);
+        })
+    }
+
+    /// The hits of every range of a batch, for [`Protocol::start_found`]: one interleaved walk
+    /// of the tree for all of them (`invalidate_many`), where starts one by one would wait for
+    /// each descent's cache misses in turn.
+    pub fn find(&self, queries: &[Interval], found: &mut Found) {
+        self.tree.find_overlaps(queries, found);
+    }
+
+    /// [`Protocol::start`] for range `i` of the batch that [`Protocol::find`] filled `found`
+    /// with, visiting the same subscriptions in the same order without a walk.
+    ///
+    /// The tree must not have changed since the find: no insert or remove, and no end that
+    /// applied a deferred list (see [`Protocol::has_deferred`]); the caller holds the lock
+    /// throughout.
+    pub fn start_found(
+        &mut self,
+        found: &Found,
+        i: usize,
+        on_hit: impl FnMut(SubKey, Interval, &mut Sub<P>, u64),
+    ) -> Started {
+        self.start_over(on_hit, |tree, visit| {
+            tree.for_each_found_mut(found, i, visit);
+        })
+    }
+
+    /// The body of both starts; `hits_of` calls its visitor on each hit, in ascending start.
+    fn start_over(
+        &mut self,
         mut on_hit: impl FnMut(SubKey, Interval, &mut Sub<P>, u64),
+        hits_of: impl FnOnce(&mut IntervalTree<Sub<P>>, &mut dyn FnMut(SubKey, Interval, &mut Sub<P>)),
     ) -> Started {
         self.active += 1;
         // One walk: hits get the odd value this start will publish if it hits (R12).
@@ -264,7 +299,7 @@ impl<P> Protocol<P> {
         let mut hits = 0;
         let mut callback_seen = false;
         let journal = &mut self.journal;
-        self.tree.for_each_overlap_mut(query, |key, iv, sub| {
+        hits_of(&mut self.tree, &mut |key, iv, sub| {
             hits += 1;
             if sub.native && !callback_seen {
                 sub.invalidate_native(key, cur_seq, journal);
@@ -280,6 +315,12 @@ impl<P> Protocol<P> {
             cur_seq: self.seq,
             hits,
         }
+    }
+
+    /// Whether subscriptions wait on the deferred list: an end that closes the epoch now will
+    /// change the tree (R17).
+    pub fn has_deferred(&self) -> bool {
+        !self.deferred.is_empty()
     }
 
     /// Invalidate the native subscription `key` that [`Protocol::start`] handed to `on_hit`,

@@ -47,6 +47,10 @@ pub struct IntervalTreeCore {
     values: PyRefs<Py<PyAny>>,
 }
 
+/// `overlap_many`'s queries per interleaved walk (`find_overlaps`): their hits stay in cache
+/// until read.
+const FIND_CHUNK: usize = 256;
+
 /// What a query copies under the locks: `(handle, start, last, value)`.
 type Entry = (Handle, u64, u64, Py<PyAny>);
 
@@ -72,31 +76,18 @@ impl IntervalTreeCore {
         )
     }
 
-    /// Copy the entries `walk` yields (interval and value slot) with new references to their
-    /// values; the locks are released when this returns (see the module docs). In a large
-    /// tree the walk runs with the GIL released, and the read lock is kept until the values
-    /// are copied, so that no writer changes the tree in between.
-    fn copy_entries(
-        &self,
-        py: Python<'_>,
-        walk: impl FnOnce(&IntervalTree<()>, &mut Found) + Send,
-    ) -> Vec<Entry> {
-        let mut found = Vec::new();
+    /// Copy the entries overlapping `q` (interval and handle) with new references to their
+    /// values; the locks are released when this returns (see the module docs). The first
+    /// [`ATTACHED_WALK`] entries are walked attached (a query's usual answer: releasing the GIL
+    /// would cost more than the walk), the rest with the GIL released; the read lock is kept
+    /// until the values are copied, so that no writer changes the tree in between.
+    fn copy_entries(&self, py: Python<'_>, q: Interval) -> Vec<Entry> {
         let tree = self.read(py);
-        let tree = if tree.len() < DETACHED_WALK {
-            walk(&tree, &mut found);
-            tree
-        } else {
-            drop(tree);
-            let SameThread((tree, walked)) = py.detach(|| {
-                let tree = self.tree.read().unwrap_or_else(PoisonError::into_inner);
-                let mut walked = Vec::new();
-                walk(&tree, &mut walked);
-                SameThread((tree, walked))
-            });
-            found = walked;
-            tree
-        };
+        let mut hits = tree.overlaps(q).map(|(h, iv, ())| (h, iv));
+        let mut found: Found = hits.by_ref().take(ATTACHED_WALK).collect();
+        if found.len() == ATTACHED_WALK {
+            py.detach(|| found.extend(hits));
+        }
         let values = self.values.lock(py);
         let entries = found
             .into_iter()
@@ -119,17 +110,13 @@ impl IntervalTreeCore {
         q: Interval,
         handles: bool,
     ) -> PyResult<Bound<'py, PyList>> {
-        let entries = self.copy_entries(py, |tree, out| {
-            out.extend(tree.overlaps(q).map(|(h, iv, ())| (h, iv)));
-        });
+        let entries = self.copy_entries(py, q);
         entries_list(py, entries, handles)
     }
 
     /// Every interval's tuple, ascending start (see [`Self::overlap_list`] for `handles`).
     fn all_list<'py>(&self, py: Python<'py>, handles: bool) -> PyResult<Bound<'py, PyList>> {
-        let entries = self.copy_entries(py, |tree, out| {
-            out.extend(tree.iter().map(|(h, iv, ())| (h, iv)));
-        });
+        let entries = self.copy_entries(py, Interval::new(0, u64::MAX)?);
         entries_list(py, entries, handles)
     }
 
@@ -147,16 +134,9 @@ impl IntervalTreeCore {
 /// Entries built between two GIL releases (a few milliseconds of work).
 const BUILD_SLICE: usize = 1 << 14;
 
-/// Trees from this size up are walked with the GIL released by the Python-object queries.
-const DETACHED_WALK: usize = 1 << 16;
-
-/// A value that stays on this thread although it crosses [`Python::detach`], which runs its
-/// closure on the calling thread.
-struct SameThread<T>(T);
-
-// SAFETY: `detach` runs the closure on the calling thread and returns its value there, so a
-// lock guard wrapped in `SameThread` is created, used and released on one thread.
-unsafe impl<T> Send for SameThread<T> {}
+/// Entries a Python-object query walks with the GIL attached before it releases it for the
+/// rest (a few tens of microseconds of walking).
+const ATTACHED_WALK: usize = 1 << 12;
 
 /// Build the list of `(start, last, value)` tuples, `(handle, start, last, value)` with
 /// `handles`; no lock is held. A long answer lets other threads run every [`BUILD_SLICE`]
@@ -325,10 +305,14 @@ impl IntervalTreeCore {
         let walk = |tree: &IntervalTree<()>| {
             let mut idx = Vec::new();
             let mut handles = Vec::new();
-            for (i, &q) in queries.iter().enumerate() {
-                for (h, _, ()) in tree.overlaps(q) {
-                    idx.push(i as u64);
-                    handles.push(h.to_bits());
+            let mut found = crate::tree::Found::new();
+            for (first, chunk) in (0u64..).step_by(FIND_CHUNK).zip(queries.chunks(FIND_CHUNK)) {
+                tree.find_overlaps(chunk, &mut found);
+                for (i, q) in (first..).zip(0..chunk.len()) {
+                    for (h, _, ()) in tree.found(&found, q) {
+                        idx.push(i);
+                        handles.push(h.to_bits());
+                    }
                 }
             }
             (idx, handles)

@@ -36,6 +36,12 @@
 //!   [`BPlusTree::for_each_overlap_mut`]: O(log n + k) node visits for k results when the
 //!   hits are few per node; none allocates (the walk's stack lives inline, `MAX_DEPTH`).
 //!   `count_overlap` counts whole leaf masks and never touches a slot.
+//! - [`BPlusTree::find_overlaps`] (`batch.rs`): the overlaps of a batch of queries, with several
+//!   descents in flight so that their cache misses overlap (each prefetches the node it reads
+//!   next and hands over to the next); [`BPlusTree::for_each_found_mut`] then handles query `i`
+//!   as [`BPlusTree::for_each_overlap_mut`] would. The notifier's `invalidate_many` and the
+//!   binding's `overlap_many` use it: 1.5x faster than one query after another at 10^3
+//!   intervals, 2.2x at 10^6 (`batch_query_range` in `benches/tree.rs`).
 //! - Memory: [`BPlusTree::NODE_BYTES`] per interval with full nodes (a `bulk_build`, or
 //!   sorted inserts): a slot of 8 bytes plus the value (no tag: occupancy is the generation's
 //!   parity), a sixteenth of a leaf and a share of the inner nodes; 39 bytes with an 8-byte
@@ -56,6 +62,7 @@
 //! [`BPlusTree::check_invariants`] exists to catch) or when the slot arena would exceed
 //! `u32::MAX - 1` slots; never because of the intervals, handles or queries a caller passes.
 
+mod batch;
 mod check;
 mod node;
 mod query;
@@ -70,6 +77,7 @@ use std::mem;
 
 use crate::interval::Interval;
 
+pub use batch::Found;
 use node::Node;
 use query::Cursor;
 pub use query::{Iter, Overlaps};

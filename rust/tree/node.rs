@@ -13,16 +13,20 @@ use std::ops::Range;
 ///
 /// Entries `0..len` are live, ordered by `keys` (ties in any order); the rest are stale and
 /// masked off. `parent` is the inner node holding this one (`NIL` at the root).
+///
+/// The fields are laid out in the order a query reads them: the length, then keys and lasts
+/// (all a node without hits needs: [`Node::prefetch_scan`]), then the ids.
 #[derive(Clone, Copy)]
+#[repr(C)]
 pub(super) struct Node<const N: usize> {
+    len: u32,
+    pub parent: u32,
     /// Start of each interval (leaf), smallest start of each child's subtree (inner).
     pub keys: [u64; N],
     /// Last of each interval (leaf), largest last of each child's subtree (inner).
     pub lasts: [u64; N],
     /// Slot of each interval (leaf), index of each child (inner).
     pub ids: [u32; N],
-    len: u32,
-    pub parent: u32,
 }
 
 /// Hint the CPU to start loading the cache line holding `target`; no effect on results.
@@ -79,12 +83,24 @@ impl<const N: usize> Node<N> {
     pub const fn empty(parent: u32) -> Self {
         const { assert!(N >= 8 && N <= 64, "node capacity must be 8..=64") };
         Self {
+            len: 0,
+            parent,
             keys: [0; N],
             lasts: [0; N],
             ids: [0; N],
-            len: 0,
-            parent,
         }
+    }
+
+    /// Start loading the cache lines a scan ([`Node::hits`]) reads: the length, keys and
+    /// lasts; the ids come after them, read only for hits and children.
+    #[inline]
+    pub fn prefetch_scan(&self) {
+        prefetch(&self.len);
+        for i in (0..N).step_by(8) {
+            prefetch(&self.keys[i]);
+            prefetch(&self.lasts[i]);
+        }
+        prefetch(&self.lasts[N - 1]);
     }
 
     #[inline]
@@ -120,16 +136,50 @@ impl<const N: usize> Node<N> {
         self.hits_portable(qs, ql)
     }
 
-    /// [`hits`](Self::hits) compiled for AVX2.
+    /// [`hits`](Self::hits) with AVX2: four entries per compare. AVX2 compares signed 64-bit
+    /// lanes only, so both sides are flipped at the sign bit first (an order-preserving map from
+    /// unsigned to signed).
     ///
     /// # Safety
     /// The CPU must support AVX2 (an `unsafe fn` rather than a safe `#[target_feature]` one:
-    /// the crate's minimum Rust, 1.80, predates those).
+    /// the crate's minimum Rust, 1.85, has those only from 1.86).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn hits_avx2(&self, qs: u64, ql: u64) -> u64 {
+        use std::arch::x86_64::{
+            __m256i, _mm256_castsi256_pd, _mm256_cmpgt_epi64, _mm256_loadu_si256,
+            _mm256_movemask_pd, _mm256_or_si256, _mm256_set1_epi64x, _mm256_xor_si256,
+        };
+        const { assert!(N % 4 == 0, "AVX2 scans four entries at a time") };
         debug_assert!(std::arch::is_x86_feature_detected!("avx2"));
-        self.hits_portable(qs, ql)
+        #[allow(
+            clippy::cast_possible_wrap,
+            reason = "bit patterns, flipped to signed order"
+        )]
+        let flip = |x: u64| _mm256_set1_epi64x((x ^ (1 << 63)) as i64);
+        let sign = flip(0);
+        let (qs, ql) = (flip(qs), flip(ql));
+        let mut misses = 0u64;
+        for c in (0..N).step_by(4) {
+            // SAFETY: `c + 4 <= N`, so each unaligned 32-byte load reads four entries of
+            // `keys` / `lasts` (arrays of `N` u64); the CPU has AVX2 (this function's contract).
+            #[allow(clippy::cast_ptr_alignment, reason = "`loadu` needs no alignment")]
+            let (keys, lasts) = unsafe {
+                (
+                    _mm256_loadu_si256(self.keys[c..c + 4].as_ptr().cast::<__m256i>()),
+                    _mm256_loadu_si256(self.lasts[c..c + 4].as_ptr().cast::<__m256i>()),
+                )
+            };
+            // An entry misses when `key > ql` or `qs > last`.
+            let miss = _mm256_or_si256(
+                _mm256_cmpgt_epi64(_mm256_xor_si256(keys, sign), ql),
+                _mm256_cmpgt_epi64(qs, _mm256_xor_si256(lasts, sign)),
+            );
+            #[allow(clippy::cast_sign_loss, reason = "a 4-bit mask")]
+            let bits = _mm256_movemask_pd(_mm256_castsi256_pd(miss)) as u64;
+            misses |= bits << c;
+        }
+        !misses & low_bits(self.len())
     }
 
     #[inline(always)]

@@ -73,13 +73,12 @@ impl Cursor {
         self.depth += 1;
     }
 
-    /// The next leaf with a hit, and its hit mask (never 0).
+    /// The next node the walk visits, without reading it: `(index, is_leaf)`. Its parent has
+    /// been read, so this costs no cache miss; the node itself is read by [`Cursor::enter`]
+    /// (inner) or [`Cursor::leaf_hits`] (leaf), which a batch walk delays until the node has
+    /// been prefetched.
     #[inline]
-    pub fn next_leaf<const L: usize, const F: usize>(
-        &mut self,
-        inners: &[Node<F>],
-        leaves: &[Node<L>],
-    ) -> Option<(u32, u64)> {
+    pub fn advance<const F: usize>(&mut self, inners: &[Node<F>]) -> Option<(u32, bool)> {
         while let Some(top) = self.depth.checked_sub(1) {
             let mask = self.masks[top];
             if mask == 0 {
@@ -89,17 +88,41 @@ impl Cursor {
             }
             self.masks[top] = mask & (mask - 1);
             let child = inners[self.node as usize].ids[mask.trailing_zeros() as usize];
-            if self.depth < self.height {
-                self.push(inners, child);
-            } else {
-                let leaf = &leaves[child as usize];
-                // A hit's slot id is read next (by `overlaps`): load it with the mask.
-                prefetch(&leaf.ids);
-                prefetch(&leaf.ids[L - 1]);
-                let hits = leaf.hits(self.qs, self.ql);
-                if hits != 0 {
-                    return Some((child, hits));
-                }
+            return Some((child, self.depth == self.height));
+        }
+        None
+    }
+
+    /// Descend into the inner node `child` that [`Cursor::advance`] returned.
+    #[inline]
+    pub fn enter<const F: usize>(&mut self, inners: &[Node<F>], child: u32) {
+        self.push(inners, child);
+    }
+
+    /// The hit mask of `leaf` (a leaf that [`Cursor::advance`] returned).
+    #[inline]
+    pub fn leaf_hits<const L: usize>(&self, leaf: &Node<L>) -> u64 {
+        // A hit's slot id is read next (by `overlaps`): load it with the mask.
+        prefetch(&leaf.ids);
+        prefetch(&leaf.ids[L - 1]);
+        leaf.hits(self.qs, self.ql)
+    }
+
+    /// The next leaf with a hit, and its hit mask (never 0).
+    #[inline]
+    pub fn next_leaf<const L: usize, const F: usize>(
+        &mut self,
+        inners: &[Node<F>],
+        leaves: &[Node<L>],
+    ) -> Option<(u32, u64)> {
+        while let Some((child, is_leaf)) = self.advance(inners) {
+            if !is_leaf {
+                self.enter(inners, child);
+                continue;
+            }
+            let hits = self.leaf_hits(&leaves[child as usize]);
+            if hits != 0 {
+                return Some((child, hits));
             }
         }
         None

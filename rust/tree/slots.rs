@@ -196,7 +196,7 @@ impl<V> Slots<V> {
 }
 
 /// A slot's memory (its fields stay private), for a walk that prefetches the slot of a hit
-/// before it reads it (main's interleaved batch walk indexes `slots` this way).
+/// before it reads it (the interleaved batch walk, `batch.rs`).
 impl<V> Index<usize> for Slots<V> {
     type Output = Slot<V>;
 

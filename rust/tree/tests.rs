@@ -530,15 +530,21 @@ fn vectorised_and_portable_node_scans_agree() {
         state ^= state << 17;
         state
     };
+    // Coordinates near 0, around 2^63 (where a signed compare would flip) and near u64::MAX.
+    let coordinate = move |rand: &mut dyn FnMut() -> u64| {
+        let base = [0, (1 << 63) - 64, u64::MAX - 127][usize::try_from(rand() % 3).unwrap()];
+        base + rand() % 128
+    };
     for len in [0, 1, 7, 16] {
         let mut node: Node<16> = Node::empty(NIL);
-        for pos in 0..len {
-            let start = rand() % 64;
-            node.insert_at(pos, (start, start + rand() % 16), 0);
+        let mut starts: Vec<u64> = (0..len).map(|_| coordinate(&mut rand)).collect();
+        starts.sort_unstable();
+        for (pos, &start) in starts.iter().enumerate() {
+            node.insert_at(pos, (start, start.saturating_add(rand() % 16)), 0);
         }
-        for _ in 0..200 {
-            let qs = rand() % 80;
-            let ql = qs + rand() % 8;
+        for _ in 0..600 {
+            let qs = coordinate(&mut rand);
+            let ql = qs.saturating_add(rand() % 8);
             assert_eq!(node.hits(qs, ql), node.hits_portable(qs, ql));
         }
         assert_eq!(node.hits(0, u64::MAX), (1 << len) - 1);

@@ -13,6 +13,7 @@ use crate::bindings::errors::would_block;
 use crate::bindings::range::Range;
 use crate::interval::Interval;
 use crate::protocol::Ended;
+use crate::tree::Found;
 
 /// Ranges `invalidate_many` runs per GIL release, between two looks for signals.
 const BATCH_BLOCK: usize = 1 << 14;
@@ -82,6 +83,15 @@ impl MMCore {
     /// that reaches a Python callback, with that range's start done: returns its index,
     /// `cur_seq` and the hits to handle. Freed payloads go to `freed`, for the caller to release
     /// once attached.
+    ///
+    /// Each lock hold first finds the hits of all its ranges in one interleaved walk
+    /// ([`Protocol::find`]), then runs the ranges in order on those hits. The tree cannot change
+    /// during the hold: no other thread runs under the lock, and an end changes the tree only by
+    /// closing the epoch with subscriptions on the deferred list; that list is non-empty only
+    /// while `seq` is odd (R81), that is while an invalidation of another thread is active,
+    /// which keeps every end of this hold from closing the epoch.
+    ///
+    /// [`Protocol::find`]: crate::protocol::Protocol::find
     pub(super) fn run_natives(
         &self,
         queries: &[Interval],
@@ -89,20 +99,32 @@ impl MMCore {
         freed: &mut Vec<SubPayload>,
     ) -> Option<(usize, u64, Vec<Hit>)> {
         const PER_LOCK: usize = 64;
-        for (chunk_no, chunk) in queries.chunks(PER_LOCK).enumerate() {
+        let mut found = Found::new();
+        let mut done = 0;
+        // Ranges per lock hold: from one up to `PER_LOCK`, doubling after each hold that
+        // reached no Python callback, so that a batch whose ranges stop at callbacks finds at
+        // most twice the ranges it runs.
+        let mut window = 1;
+        while done < queries.len() {
+            let chunk = &queries[done..queries.len().min(done + window)];
             let mut closed = false;
             let mut guard = self.notifier.lock();
+            guard.find(chunk, &mut found);
             for (i, &query) in chunk.iter().enumerate() {
                 let mut keys = Vec::new();
-                let started = guard.start(query, |key, _, sub, _| keys.push(Hit::of(key, sub)));
+                let started = guard.start_found(&found, i, |key, _, sub, _| {
+                    keys.push(Hit::of(key, sub));
+                });
+                debug_assert_eq!(started.hits, guard.tree().count_overlap(query));
                 *hits += started.hits as u64;
                 if !keys.is_empty() {
                     drop(guard);
                     if closed {
                         self.notifier.wake_all();
                     }
-                    return Some((chunk_no * PER_LOCK + i, started.cur_seq, keys));
+                    return Some((done + i, started.cur_seq, keys));
                 }
+                debug_assert!(!guard.has_deferred() || guard.active() > 1, "see the docs");
                 match self.end_locked(&mut guard) {
                     Ok(Ended::Closed { freed: f }) => {
                         freed.extend(f);
@@ -116,6 +138,8 @@ impl MMCore {
             if closed {
                 self.notifier.wake_all();
             }
+            done += chunk.len();
+            window = (window * 2).min(PER_LOCK);
         }
         None
     }

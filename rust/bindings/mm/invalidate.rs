@@ -38,7 +38,9 @@ impl MMCore {
         &self,
         guard: &mut Protocol<SubPayload>,
     ) -> Result<Ended<SubPayload>, Error> {
-        if guard.active() == 1 {
+        // A recorded removal is on the deferred list until the closing end (R39b): with that
+        // list empty there is nothing to record, and the common end takes no second lock.
+        if guard.active() == 1 && guard.has_deferred() {
             let mut removals = self.removals.lock().unwrap_or_else(PoisonError::into_inner);
             for (key, last_seq) in removals.drain(..) {
                 if let Some((_, sub)) = guard.sub(key) {

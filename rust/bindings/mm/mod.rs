@@ -146,9 +146,13 @@ impl MMCore {
         py: Python<'_>,
         freed: impl IntoIterator<Item = SubPayload>,
     ) {
+        let mut freed = freed.into_iter().peekable();
+        if freed.peek().is_none() {
+            return; // the common closing end frees nothing: no lock
+        }
         let taken: Vec<SubRefs> = {
             let mut refs = self.refs.lock(py);
-            freed.into_iter().filter_map(|p| refs.remove(p.0)).collect()
+            freed.filter_map(|p| refs.remove(p.0)).collect()
         };
         drop(taken);
     }
@@ -156,6 +160,9 @@ impl MMCore {
     /// The calls for `hits`, read from `refs` after the core lock was dropped (each hit's slot
     /// lives until the end of the start that hit it).
     fn calls(&self, py: Python<'_>, hits: Vec<Hit>) -> Vec<Call> {
+        if hits.is_empty() {
+            return Vec::new(); // the common no-hit start takes no second lock
+        }
         let refs = self.refs.lock(py);
         hits.into_iter()
             .filter_map(|hit| match hit {
