@@ -99,7 +99,7 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
         let start = |lane: &mut Lane, query: usize| {
             let q = queries[query];
             lane.query = query;
-            lane.cursor = self.cursor(q.start(), q.last());
+            self.restart(&mut lane.cursor, q.start(), q.last());
         };
         for lane in lanes.iter_mut().take(queries.len()) {
             start(lane, next_query);

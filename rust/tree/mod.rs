@@ -457,10 +457,22 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     /// A query walk over `[qs, ql]`, empty when the span rules out any overlap.
     #[inline]
     fn cursor(&self, qs: u64, ql: u64) -> Cursor {
-        if self.root == NIL || self.span.1 < qs || self.span.0 > ql {
-            return Cursor::done(qs, ql);
-        }
-        Cursor::new(&self.inners, self.root, self.height, qs, ql)
+        let mut cursor = Cursor::done(qs, ql);
+        self.restart(&mut cursor, qs, ql);
+        cursor
+    }
+
+    /// Point `cursor` at a new walk for `[qs, ql]` (in place); no walk at all when the query
+    /// lies outside the span.
+    #[inline]
+    fn restart(&self, cursor: &mut Cursor, qs: u64, ql: u64) {
+        let inside = self.root != NIL && self.span.1 >= qs && self.span.0 <= ql;
+        cursor.restart(
+            &self.inners,
+            inside.then_some((self.root, self.height)),
+            qs,
+            ql,
+        );
     }
 
     #[inline]

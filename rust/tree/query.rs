@@ -13,7 +13,9 @@ use crate::interval::Interval;
 /// its smallest start is at or before `ql` and its largest last at or after `qs`, so a pruned
 /// subtree is never read. Only the deepest node is kept: a finished node's parent is found by
 /// its `parent` link, so the stack is one `u32` per level and the walk stays small enough to
-/// move cheaply (iterator adapters move it). It lives inline: no allocation.
+/// move cheaply (iterator adapters move it). It lives inline: no allocation. `live` has bit `d`
+/// set while level `d` has children left, so a walk whose last leaf is done ends there instead
+/// of climbing back to the root.
 #[derive(Clone)]
 pub(super) struct Cursor {
     qs: u64,
@@ -24,6 +26,7 @@ pub(super) struct Cursor {
     depth: usize,
     /// The inner node at the top of the stack.
     node: u32,
+    live: u32,
     masks: [u32; MAX_DEPTH],
 }
 
@@ -31,29 +34,33 @@ impl Cursor {
     /// A walk that yields nothing.
     #[inline]
     pub fn done(qs: u64, ql: u64) -> Self {
+        const { assert!(MAX_DEPTH <= 32, "`live` has a bit per level") };
         Self {
             qs,
             ql,
             height: 0,
             depth: 0,
             node: 0,
+            live: 0,
             masks: [0; MAX_DEPTH],
         }
     }
 
-    /// A walk from `root`, `height` inner levels above the leaves.
+    /// Start over in place with the query `[qs, ql]`: from `root` (`Some((root, height))`,
+    /// `height` inner levels above the leaves), or as a walk that yields nothing.
     #[inline]
-    pub fn new<const F: usize>(
+    pub fn restart<const F: usize>(
+        &mut self,
         inners: &[Node<F>],
-        root: u32,
-        height: usize,
+        root: Option<(u32, usize)>,
         qs: u64,
         ql: u64,
-    ) -> Self {
-        let mut cursor = Self::done(qs, ql);
-        cursor.height = height;
-        cursor.push(inners, root);
-        cursor
+    ) {
+        (self.qs, self.ql, self.depth, self.live) = (qs, ql, 0, 0);
+        if let Some((root, height)) = root {
+            self.height = height;
+            self.push(inners, root);
+        }
     }
 
     #[inline]
@@ -69,6 +76,7 @@ impl Cursor {
         #[allow(clippy::cast_possible_truncation, reason = "F <= 32 bits")]
         let hits = hits as u32;
         self.masks[self.depth] = hits;
+        self.live |= u32::from(hits != 0) << self.depth;
         self.node = node;
         self.depth += 1;
     }
@@ -79,18 +87,26 @@ impl Cursor {
     /// been prefetched.
     #[inline]
     pub fn advance<const F: usize>(&mut self, inners: &[Node<F>]) -> Option<(u32, bool)> {
-        while let Some(top) = self.depth.checked_sub(1) {
+        if self.live == 0 {
+            return None; // no level has children left: no need to climb
+        }
+        // A live level lies at or below the top, so the climb ends before the stack is empty.
+        loop {
+            let top = self.depth - 1;
             let mask = self.masks[top];
             if mask == 0 {
                 self.depth = top;
                 self.node = inners[self.node as usize].parent;
                 continue;
             }
-            self.masks[top] = mask & (mask - 1);
+            let rest = mask & (mask - 1);
+            self.masks[top] = rest;
+            if rest == 0 {
+                self.live &= !(1 << top);
+            }
             let child = inners[self.node as usize].ids[mask.trailing_zeros() as usize];
             return Some((child, self.depth == self.height));
         }
-        None
     }
 
     /// Descend into the inner node `child` that [`Cursor::advance`] returned.

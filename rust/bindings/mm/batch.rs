@@ -98,7 +98,7 @@ impl MMCore {
         hits: &mut u64,
         freed: &mut Vec<SubPayload>,
     ) -> Option<(usize, u64, Vec<Hit>)> {
-        const PER_LOCK: usize = 64;
+        const PER_LOCK: usize = 256;
         let mut found = Found::new();
         let mut done = 0;
         // Ranges per lock hold: from one up to `PER_LOCK`, doubling after each hold that
