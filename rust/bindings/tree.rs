@@ -26,7 +26,7 @@ use super::convert::{decode_batch, u64_array, U64s, DETACH_MIN, U64};
 use super::locking::{acquire, let_others_run, taken};
 use super::pyrefs::PyRefs;
 use crate::interval::Interval;
-use crate::tree::{Handle, IntervalTree};
+use crate::tree::{Found, Handle, IntervalTree};
 
 /// Bytes per interval with full nodes: its tree node (with no value) and its value's slot.
 pub const NODE_BYTES: usize =
@@ -51,11 +51,13 @@ pub struct IntervalTreeCore {
 /// until read.
 const FIND_CHUNK: usize = 256;
 
-/// What a query copies under the locks: `(handle, start, last, value)`.
-type Entry = (Handle, u64, u64, Py<PyAny>);
+/// What a query copies under the locks: `(handle, start, last, value)`, the handle only when
+/// the caller asked for it.
+type Entry = (Option<Handle>, u64, u64, Py<PyAny>);
 
-/// A walk's output: each found interval with its handle.
-type Found = Vec<(Handle, Interval)>;
+/// One interval a walk found: its slot (its value's index), interval and, when asked for, its
+/// handle.
+type Hit = (u32, Interval, Option<Handle>);
 
 impl IntervalTreeCore {
     /// Read-lock the tree; waits, if it must, with the GIL released.
@@ -76,24 +78,32 @@ impl IntervalTreeCore {
         )
     }
 
-    /// Copy the entries overlapping `q` (interval and handle) with new references to their
-    /// values; the locks are released when this returns (see the module docs). The first
-    /// [`ATTACHED_WALK`] entries are walked attached (a query's usual answer: releasing the GIL
-    /// would cost more than the walk), the rest with the GIL released; the read lock is kept
-    /// until the values are copied, so that no writer changes the tree in between.
-    fn copy_entries(&self, py: Python<'_>, q: Interval) -> Vec<Entry> {
+    /// Copy the entries overlapping `q` (interval, and handle when `handles`) with new
+    /// references to their values; the locks are released when this returns (see the module
+    /// docs). The first [`ATTACHED_WALK`] entries are walked attached (a query's usual answer:
+    /// releasing the GIL would cost more than the walk), the rest with the GIL released; the
+    /// read lock is kept until the values are copied, so that no writer changes the tree in
+    /// between.
+    fn copy_entries(&self, py: Python<'_>, q: Interval, handles: bool) -> Vec<Entry> {
         let tree = self.read(py);
-        let mut hits = tree.overlaps(q).map(|(h, iv, ())| (h, iv));
-        let mut found: Found = hits.by_ref().take(ATTACHED_WALK).collect();
-        if found.len() == ATTACHED_WALK {
-            py.detach(|| found.extend(hits));
-        }
+        let found = if handles {
+            collect_walk(
+                py,
+                tree.overlaps(q).map(|(h, iv, ())| (h.slot(), iv, Some(h))),
+            )
+        } else {
+            // A slot is all a value needs: the walk never reads the handle table.
+            collect_walk(
+                py,
+                tree.overlaps(q).slots().map(|(slot, iv)| (slot, iv, None)),
+            )
+        };
         let values = self.values.lock(py);
         let entries = found
             .into_iter()
-            .map(|(handle, iv)| {
+            .map(|(slot, iv, handle)| {
                 let value = values
-                    .get(handle.slot())
+                    .get(slot)
                     .map_or_else(|| py.None(), |v| v.clone_ref(py));
                 (handle, iv.start(), iv.last(), value)
             })
@@ -110,14 +120,15 @@ impl IntervalTreeCore {
         q: Interval,
         handles: bool,
     ) -> PyResult<Bound<'py, PyList>> {
-        let entries = self.copy_entries(py, q);
-        entries_list(py, entries, handles)
+        entries_list(py, self.copy_entries(py, q, handles))
     }
 
     /// Every interval's tuple, ascending start (see [`Self::overlap_list`] for `handles`).
     fn all_list<'py>(&self, py: Python<'py>, handles: bool) -> PyResult<Bound<'py, PyList>> {
-        let entries = self.copy_entries(py, Interval::new(0, u64::MAX)?);
-        entries_list(py, entries, handles)
+        entries_list(
+            py,
+            self.copy_entries(py, Interval::new(0, u64::MAX)?, handles),
+        )
     }
 
     /// Replace the content by `built`, the value of its interval in slot `i` being `values[i]`;
@@ -141,7 +152,7 @@ const ATTACHED_WALK: usize = 1 << 12;
 /// Build the list of `(start, last, value)` tuples, `(handle, start, last, value)` with
 /// `handles`; no lock is held. A long answer lets other threads run every [`BUILD_SLICE`]
 /// entries, so that it stalls none of them for long.
-fn entries_list(py: Python<'_>, entries: Vec<Entry>, handles: bool) -> PyResult<Bound<'_, PyList>> {
+fn entries_list(py: Python<'_>, entries: Vec<Entry>) -> PyResult<Bound<'_, PyList>> {
     let rows = PyList::empty(py);
     for (i, (handle, start, last, value)) in entries.into_iter().enumerate() {
         if i % BUILD_SLICE == BUILD_SLICE - 1 {
@@ -150,15 +161,26 @@ fn entries_list(py: Python<'_>, entries: Vec<Entry>, handles: bool) -> PyResult<
         let start = start.into_pyobject(py)?.into_any();
         let last = last.into_pyobject(py)?.into_any();
         let value = value.into_bound(py);
-        let tuple = if handles {
-            let handle = handle.to_bits().into_pyobject(py)?.into_any();
-            PyTuple::new(py, [handle, start, last, value])?
-        } else {
-            PyTuple::new(py, [start, last, value])?
+        let tuple = match handle {
+            Some(handle) => {
+                let handle = handle.to_bits().into_pyobject(py)?.into_any();
+                PyTuple::new(py, [handle, start, last, value])?
+            }
+            None => PyTuple::new(py, [start, last, value])?,
         };
         rows.append(tuple)?;
     }
     Ok(rows)
+}
+
+/// The first [`ATTACHED_WALK`] items of a query walk, taken attached, then the rest with the
+/// GIL released (a long answer; the caller holds the tree's read lock throughout).
+fn collect_walk(py: Python<'_>, mut hits: impl Iterator<Item = Hit> + Send) -> Vec<Hit> {
+    let mut found: Vec<Hit> = hits.by_ref().take(ATTACHED_WALK).collect();
+    if found.len() == ATTACHED_WALK {
+        py.detach(|| found.extend(hits));
+    }
+    found
 }
 
 #[pymethods]
@@ -305,7 +327,7 @@ impl IntervalTreeCore {
         let walk = |tree: &IntervalTree<()>| {
             let mut idx = Vec::new();
             let mut handles = Vec::new();
-            let mut found = crate::tree::Found::new();
+            let mut found = Found::new();
             for (first, chunk) in (0u64..).step_by(FIND_CHUNK).zip(queries.chunks(FIND_CHUNK)) {
                 tree.find_overlaps(chunk, &mut found);
                 for (i, q) in (first..).zip(0..chunk.len()) {

@@ -86,6 +86,27 @@ fn overlaps_come_in_ascending_start_order() {
 }
 
 #[test]
+fn overlap_slots_name_the_handles_slots() {
+    let mut tree = IntervalTree::new();
+    let mut handles = Vec::new();
+    for k in 0..200u64 {
+        handles.push(tree.insert(iv(k * 7 % 300, k * 7 % 300 + 20), k));
+    }
+    // Reused slots carry a new generation: `slots` still names them by slot alone.
+    for h in handles.drain(..50) {
+        tree.remove(h);
+    }
+    for k in 0..30u64 {
+        tree.insert(iv(k * 11, k * 11 + 5), 1000 + k);
+    }
+    for q in [iv(0, 0), iv(95, 140), iv(0, u64::MAX), iv(400, 500)] {
+        let want: Vec<(u32, Interval)> = tree.overlaps(q).map(|(h, i, _)| (h.slot(), i)).collect();
+        let got: Vec<(u32, Interval)> = tree.overlaps(q).slots().collect();
+        assert_eq!(got, want, "{q:?}");
+    }
+}
+
+#[test]
 fn equal_intervals_are_distinct_entries() {
     let mut tree = IntervalTree::new();
     let handles: Vec<Handle> = (0..5).map(|v| tree.insert(iv(100, 200), v)).collect();
