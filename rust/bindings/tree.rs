@@ -98,6 +98,9 @@ impl IntervalTreeCore {
                 tree.overlaps(q).slots().map(|(slot, iv)| (slot, iv, None)),
             )
         };
+        if found.is_empty() {
+            return Vec::new(); // most queries: no second lock
+        }
         let values = self.values.lock(py);
         let entries = found
             .into_iter()
