@@ -53,6 +53,7 @@ test-python: $(VENV)/.installed
 test-short-runs: $(VENV)/.installed
 	$(VPY) -m mmn_fast bench --quick --json target/bench-quick.json
 	$(VPY) benches/bench_unicorn.py --quick
+	$(VPY) benches/interleaved_queries.py --quick
 	$(VPY) benches/callgrind_guard.py
 
 # The full peer comparison (a few minutes) and its quick form.
