@@ -246,3 +246,97 @@ fn t11_t6_r6_empty_tree_still_counts() {
     assert!(p.has_itree());
     assert_eq!((p.seq(), p.active()), (2, 0));
 }
+
+/// One protocol's record of a batch run: per range, `(cur_seq, hits, handed-back payloads)`,
+/// then each subscription's seq and the journal.
+type BatchRecord = (
+    Vec<(u64, usize, Vec<&'static str>)>,
+    Vec<u64>,
+    Vec<&'static str>,
+);
+
+/// Subscriptions of both kinds (natives and callbacks, some overlapping), an outside start
+/// left open when `nested` (so the batch's ends never close the epoch, R17) with an insert
+/// deferred meanwhile (R35c), then `queries` run start + end each: one walk per start, or one
+/// `find` for all of them and `start_found` per range.
+fn run_batch(queries: &[Interval], nested: bool, batch: bool) -> BatchRecord {
+    let mut p = Protocol::new();
+    let mut keys = Vec::new();
+    for k in 0..40u64 {
+        let native = k % 3 != 0;
+        let payload: &'static str = if native { "native" } else { "callback" };
+        keys.push(
+            p.insert(iv(k * 0x1000, 0x1800 + k % 4 * 0x800), native, payload)
+                .unwrap()
+                .0,
+        );
+    }
+    if nested {
+        p.start(range(0x3000, 0x4000), |_, _, _, _| {});
+        let (_, state) = p.insert(iv(0x100_0000, 0x1000), true, "deferred").unwrap();
+        assert_eq!(state, InsertState::Deferred);
+    }
+    let mut found = Found::new();
+    if batch {
+        p.find(queries, &mut found);
+    }
+    let mut runs = Vec::new();
+    for (i, &q) in queries.iter().enumerate() {
+        let mut handed = Vec::new();
+        let on_hit = |_: SubKey, _: Interval, sub: &mut Sub<&'static str>, _: u64| {
+            handed.push(sub.payload);
+        };
+        let s = if batch {
+            p.start_found(&found, i, on_hit)
+        } else {
+            p.start(q, on_hit)
+        };
+        runs.push((s.cur_seq, s.hits, handed));
+        assert!(
+            !p.has_deferred() || p.active() > 1,
+            "a batch end never applies the list"
+        );
+        end(&mut p);
+    }
+    let seqs = keys.iter().map(|&k| p.sub(k).unwrap().1.seq()).collect();
+    let mut journal = Vec::new();
+    p.drain_journal(|t| journal.push(*t));
+    (runs, seqs, journal)
+}
+
+#[test]
+fn batch_starts_on_found_hits_match_walking_starts() {
+    let queries: Vec<Interval> = [
+        (0x0, 0x800),
+        (0x5000, 0x9000),
+        (0x2_0000, 0x2_0001),
+        (0x30_0000, 0x30_1000), // beyond every subscription
+        (0x1_1800, 0x1_8000),
+        (0x0, 0x40_0000), // every subscription
+        (0x7000, 0x7001),
+        (0x1800, 0x1900), // natives only
+        (0x3000, 0x3100), // a native, then a callback
+    ]
+    .into_iter()
+    .cycle()
+    .take(300)
+    .map(|(s, e)| range(s, e))
+    .collect();
+    for nested in [false, true] {
+        let walked = run_batch(&queries, nested, false);
+        assert_eq!(
+            run_batch(&queries, nested, true),
+            walked,
+            "nested: {nested}"
+        );
+        // Both kinds of hit occur: natives done under the lock, callbacks handed back.
+        assert!(walked
+            .0
+            .iter()
+            .any(|(_, hits, handed)| *hits > handed.len()));
+        assert!(walked
+            .0
+            .iter()
+            .any(|(_, _, handed)| handed.contains(&"callback")));
+    }
+}
