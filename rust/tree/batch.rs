@@ -90,16 +90,15 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
         found.hits.clear();
         let mut lanes: [Lane; LANES] = array::from_fn(|_| Lane {
             query: IDLE,
-            cursor: Cursor::done(0, 0),
+            cursor: Cursor::new(None, 0, 0),
             next: None,
         });
         let mut next_query = 0;
         let mut live = 0;
-        // Lanes are refilled in place (a lane is too large to move around cheaply).
         let start = |lane: &mut Lane, query: usize| {
             let q = queries[query];
             lane.query = query;
-            self.restart(&mut lane.cursor, q.start(), q.last());
+            lane.cursor = self.cursor(q.start(), q.last());
         };
         for lane in lanes.iter_mut().take(queries.len()) {
             start(lane, next_query);

@@ -457,22 +457,14 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     /// A query walk over `[qs, ql]`, empty when the span rules out any overlap.
     #[inline]
     fn cursor(&self, qs: u64, ql: u64) -> Cursor {
-        let mut cursor = Cursor::done(qs, ql);
-        self.restart(&mut cursor, qs, ql);
-        cursor
+        Cursor::new(self.root_for(qs, ql), qs, ql)
     }
 
-    /// Point `cursor` at a new walk for `[qs, ql]` (in place); no walk at all when the query
-    /// lies outside the span.
+    /// `(root, height)` for a walk over `[qs, ql]`; `None` when the span rules out any overlap.
     #[inline]
-    fn restart(&self, cursor: &mut Cursor, qs: u64, ql: u64) {
+    fn root_for(&self, qs: u64, ql: u64) -> Option<(u32, usize)> {
         let inside = self.root != NIL && self.span.1 >= qs && self.span.0 <= ql;
-        cursor.restart(
-            &self.inners,
-            inside.then_some((self.root, self.height)),
-            qs,
-            ql,
-        );
+        inside.then_some((self.root, self.height))
     }
 
     #[inline]

@@ -3,7 +3,7 @@
 use std::iter::FusedIterator;
 
 use super::node::{prefetch, Node};
-use super::{leaf_interval, BPlusTree, Handle, MAX_DEPTH};
+use super::{leaf_interval, BPlusTree, Handle, MAX_DEPTH, NIL};
 use crate::interval::Interval;
 
 /// A depth-first walk over the inner nodes whose subtrees may overlap `[qs, ql]`, yielding each
@@ -26,40 +26,33 @@ pub(super) struct Cursor {
     depth: usize,
     /// The inner node at the top of the stack.
     node: u32,
+    /// The root, until the first step enters it; `NIL` after that, or for a walk that yields
+    /// nothing.
+    start: u32,
     live: u32,
     masks: [u32; MAX_DEPTH],
 }
 
 impl Cursor {
-    /// A walk that yields nothing.
+    /// A walk over `[qs, ql]` from `root` (`Some((root, height))`, `height` inner levels above
+    /// the leaves), or one that yields nothing (`None`).
+    ///
+    /// Nothing is read until the first step enters the root: an iterator holding a cursor is
+    /// returned by value, and a copy of the struct right after a descent's narrow writes to it
+    /// stalls on store forwarding (measured: 8-14 ns per query).
     #[inline]
-    pub fn done(qs: u64, ql: u64) -> Self {
+    pub fn new(root: Option<(u32, usize)>, qs: u64, ql: u64) -> Self {
         const { assert!(MAX_DEPTH <= 32, "`live` has a bit per level") };
+        let (start, height) = root.unwrap_or((NIL, 0));
         Self {
             qs,
             ql,
-            height: 0,
+            height,
             depth: 0,
             node: 0,
+            start,
             live: 0,
             masks: [0; MAX_DEPTH],
-        }
-    }
-
-    /// Start over in place with the query `[qs, ql]`: from `root` (`Some((root, height))`,
-    /// `height` inner levels above the leaves), or as a walk that yields nothing.
-    #[inline]
-    pub fn restart<const F: usize>(
-        &mut self,
-        inners: &[Node<F>],
-        root: Option<(u32, usize)>,
-        qs: u64,
-        ql: u64,
-    ) {
-        (self.qs, self.ql, self.depth, self.live) = (qs, ql, 0, 0);
-        if let Some((root, height)) = root {
-            self.height = height;
-            self.push(inners, root);
         }
     }
 
@@ -87,6 +80,10 @@ impl Cursor {
     /// been prefetched.
     #[inline]
     pub fn advance<const F: usize>(&mut self, inners: &[Node<F>]) -> Option<(u32, bool)> {
+        if self.start != NIL {
+            let root = std::mem::replace(&mut self.start, NIL);
+            self.push(inners, root);
+        }
         if self.live == 0 {
             return None; // no level has children left: no need to climb
         }
