@@ -111,6 +111,15 @@ impl MMCore {
             let mut guard = self.notifier.lock();
             guard.find(chunk, &mut found);
             for (i, &query) in chunk.iter().enumerate() {
+                if found.count(i) == 0 {
+                    // A start that hits nothing and its end leave the state as it was:
+                    // `active` goes up and back down, `seq` stays (only a hit begins writing,
+                    // R12), and the end cannot close an epoch (an odd `seq` means another
+                    // invalidation is active, R81, and keeps the epoch open, R17). So they are
+                    // skipped.
+                    debug_assert!(guard.seq() & 1 == 0 || guard.active() > 0);
+                    continue;
+                }
                 let mut keys = Vec::new();
                 let started = guard.start_found(&found, i, |key, _, sub, _| {
                     keys.push(Hit::of(key, sub));
