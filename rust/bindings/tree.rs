@@ -222,8 +222,8 @@ impl IntervalTreeCore {
     /// u64 included), `TypeError` for a non-integer. O(log n).
     fn remove(&self, handle: &Bound<'_, PyAny>) -> PyResult<()> {
         let unknown = || PyKeyError::new_err(handle.clone().unbind());
-        let bits: u64 = match handle.extract() {
-            Ok(bits) => bits,
+        let bits = match handle.extract::<U64>() {
+            Ok(U64(bits)) => bits,
             Err(err) if err.is_instance_of::<PyOverflowError>(handle.py()) => return Err(unknown()),
             Err(err) => return Err(err),
         };
