@@ -13,9 +13,7 @@ use crate::interval::Interval;
 /// its smallest start is at or before `ql` and its largest last at or after `qs`, so a pruned
 /// subtree is never read. Only the deepest node is kept: a finished node's parent is found by
 /// its `parent` link, so the stack is one `u32` per level and the walk stays small enough to
-/// move cheaply (iterator adapters move it). It lives inline: no allocation. `live` has bit `d`
-/// set while level `d` has children left, so a walk whose last leaf is done ends there instead
-/// of climbing back to the root.
+/// move cheaply (iterator adapters move it). It lives inline: no allocation.
 #[derive(Clone)]
 pub(super) struct Cursor {
     qs: u64,
@@ -29,7 +27,6 @@ pub(super) struct Cursor {
     /// The root, until the first step enters it; `NIL` after that, or for a walk that yields
     /// nothing.
     start: u32,
-    live: u32,
     masks: [u32; MAX_DEPTH],
 }
 
@@ -42,7 +39,6 @@ impl Cursor {
     /// stalls on store forwarding (measured: 8-14 ns per query).
     #[inline]
     pub fn new(root: Option<(u32, usize)>, qs: u64, ql: u64) -> Self {
-        const { assert!(MAX_DEPTH <= 32, "`live` has a bit per level") };
         let (start, height) = root.unwrap_or((NIL, 0));
         Self {
             qs,
@@ -51,7 +47,6 @@ impl Cursor {
             depth: 0,
             node: 0,
             start,
-            live: 0,
             masks: [0; MAX_DEPTH],
         }
     }
@@ -69,7 +64,6 @@ impl Cursor {
         #[allow(clippy::cast_possible_truncation, reason = "F <= 32 bits")]
         let hits = hits as u32;
         self.masks[self.depth] = hits;
-        self.live |= u32::from(hits != 0) << self.depth;
         self.node = node;
         self.depth += 1;
     }
@@ -84,26 +78,18 @@ impl Cursor {
             let root = std::mem::replace(&mut self.start, NIL);
             self.push(inners, root);
         }
-        if self.live == 0 {
-            return None; // no level has children left: no need to climb
-        }
-        // A live level lies at or below the top, so the climb ends before the stack is empty.
-        loop {
-            let top = self.depth - 1;
+        while let Some(top) = self.depth.checked_sub(1) {
             let mask = self.masks[top];
             if mask == 0 {
                 self.depth = top;
                 self.node = inners[self.node as usize].parent;
                 continue;
             }
-            let rest = mask & (mask - 1);
-            self.masks[top] = rest;
-            if rest == 0 {
-                self.live &= !(1 << top);
-            }
+            self.masks[top] = mask & (mask - 1);
             let child = inners[self.node as usize].ids[mask.trailing_zeros() as usize];
             return Some((child, self.depth == self.height));
         }
+        None
     }
 
     /// Descend into the inner node `child` that [`Cursor::advance`] returned.
