@@ -26,7 +26,7 @@ use super::convert::{decode_batch, u64_array, U64s, DETACH_MIN, U64};
 use super::locking::{acquire, let_others_run, taken};
 use super::pyrefs::PyRefs;
 use crate::interval::Interval;
-use crate::tree::{Found, Handle, IntervalTree};
+use crate::tree::{vectorised, Found, Handle, IntervalTree};
 
 /// Bytes per interval with full nodes: its tree node (with no value) and its value's slot.
 pub const NODE_BYTES: usize =
@@ -179,9 +179,9 @@ fn entries_list(py: Python<'_>, entries: Vec<Entry>) -> PyResult<Bound<'_, PyLis
 /// The first [`ATTACHED_WALK`] items of a query walk, taken attached, then the rest with the
 /// GIL released (a long answer; the caller holds the tree's read lock throughout).
 fn collect_walk(py: Python<'_>, mut hits: impl Iterator<Item = Hit> + Send) -> Vec<Hit> {
-    let mut found: Vec<Hit> = hits.by_ref().take(ATTACHED_WALK).collect();
+    let mut found: Vec<Hit> = vectorised!(hits.by_ref().take(ATTACHED_WALK).collect());
     if found.len() == ATTACHED_WALK {
-        py.detach(|| found.extend(hits));
+        py.detach(|| vectorised!(found.extend(hits)));
     }
     found
 }

@@ -10,7 +10,7 @@
 
 use std::array;
 
-use super::node::prefetch;
+use super::node::{prefetch, vectorised};
 use super::query::Cursor;
 use super::{leaf_interval, BPlusTree, Handle};
 use crate::interval::Interval;
@@ -85,38 +85,40 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     /// O(log n + k) node visits per query, as a single query; no allocation once `found` has
     /// grown to the batch.
     pub fn find_overlaps(&self, queries: &[Interval], found: &mut Found) {
-        found.spans.clear();
-        found.spans.resize(queries.len(), (0, 0));
-        found.hits.clear();
-        let mut lanes: [Lane; LANES] = array::from_fn(|_| Lane {
-            query: IDLE,
-            cursor: Cursor::new(None, 0, 0),
-            next: None,
-        });
-        let mut next_query = 0;
-        let mut live = 0;
-        let start = |lane: &mut Lane, query: usize| {
-            let q = queries[query];
-            lane.query = query;
-            lane.cursor = self.cursor(q.start(), q.last());
-        };
-        for lane in lanes.iter_mut().take(queries.len()) {
-            start(lane, next_query);
-            next_query += 1;
-            live += 1;
-        }
-        while live > 0 {
-            for (id, lane) in lanes.iter_mut().enumerate() {
-                if lane.query == IDLE || !self.step(lane, &mut found.lanes[id]) {
-                    continue;
-                }
-                found.close(id, lane.query);
-                if next_query < queries.len() {
-                    start(lane, next_query);
-                    next_query += 1;
-                } else {
-                    lane.query = IDLE;
-                    live -= 1;
+        vectorised! {
+            found.spans.clear();
+            found.spans.resize(queries.len(), (0, 0));
+            found.hits.clear();
+            let mut lanes: [Lane; LANES] = array::from_fn(|_| Lane {
+                query: IDLE,
+                cursor: Cursor::new(None, 0, 0),
+                next: None,
+            });
+            let mut next_query = 0;
+            let mut live = 0;
+            let start = |lane: &mut Lane, query: usize| {
+                let q = queries[query];
+                lane.query = query;
+                lane.cursor = self.cursor(q.start(), q.last());
+            };
+            for lane in lanes.iter_mut().take(queries.len()) {
+                start(lane, next_query);
+                next_query += 1;
+                live += 1;
+            }
+            while live > 0 {
+                for (id, lane) in lanes.iter_mut().enumerate() {
+                    if lane.query == IDLE || !self.step(lane, &mut found.lanes[id]) {
+                        continue;
+                    }
+                    found.close(id, lane.query);
+                    if next_query < queries.len() {
+                        start(lane, next_query);
+                        next_query += 1;
+                    } else {
+                        lane.query = IDLE;
+                        live -= 1;
+                    }
                 }
             }
         }
@@ -124,7 +126,11 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
 
     /// One step of `lane`: read the node loaded since its last step, then pick the next one and
     /// start loading it. Returns true when the walk is over.
-    #[inline]
+    #[inline(always)]
+    #[allow(
+        clippy::inline_always,
+        reason = "inlined into the AVX2 frame of `vectorised!`"
+    )]
     fn step(&self, lane: &mut Lane, hits: &mut Vec<(u32, Interval)>) -> bool {
         match lane.next.take() {
             Some((inner, false)) => lane.cursor.enter(&self.inners, inner),

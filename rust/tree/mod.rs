@@ -79,6 +79,7 @@ use crate::interval::Interval;
 
 pub use batch::Found;
 use node::Node;
+pub(crate) use node::{run_vectorised, vectorised};
 use query::Cursor;
 pub use query::{Iter, Overlaps};
 use slots::{Entry, Slot, Slots};
@@ -352,9 +353,11 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     /// O(1) when `q` lies outside [`span`](Self::span) (the kernel's `iter_first` rejection),
     /// else one pruned descent; no allocation.
     pub fn any_overlap(&self, q: Interval) -> bool {
-        self.cursor(q.start(), q.last())
-            .next_leaf(&self.inners, &self.leaves)
-            .is_some()
+        vectorised! {
+            self.cursor(q.start(), q.last())
+                .next_leaf(&self.inners, &self.leaves)
+                .is_some()
+        }
     }
 
     /// The attached intervals that overlap `q`, in ascending start order (ties in unspecified
@@ -375,15 +378,17 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
         q: Interval,
         mut f: impl FnMut(Handle, Interval, &mut V),
     ) {
-        let mut cursor = self.cursor(q.start(), q.last());
-        while let Some((leaf, mut mask)) = cursor.next_leaf(&self.inners, &self.leaves) {
-            let node = &self.leaves[leaf as usize];
-            while mask != 0 {
-                let pos = mask.trailing_zeros() as usize;
-                mask &= mask - 1;
-                let (slot, iv) = (node.ids[pos], leaf_interval(node, pos));
-                let entry = self.slots.entry_mut(slot);
-                f(Handle::new(slot, entry.generation), iv, &mut entry.value);
+        vectorised! {
+            let mut cursor = self.cursor(q.start(), q.last());
+            while let Some((leaf, mut mask)) = cursor.next_leaf(&self.inners, &self.leaves) {
+                let node = &self.leaves[leaf as usize];
+                while mask != 0 {
+                    let pos = mask.trailing_zeros() as usize;
+                    mask &= mask - 1;
+                    let (slot, iv) = (node.ids[pos], leaf_interval(node, pos));
+                    let entry = self.slots.entry_mut(slot);
+                    f(Handle::new(slot, entry.generation), iv, &mut entry.value);
+                }
             }
         }
     }
@@ -391,12 +396,14 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     /// The number of attached intervals overlapping `q`: the walk of
     /// [`overlaps`](Self::overlaps), counting each leaf's hits at once, touching no value.
     pub fn count_overlap(&self, q: Interval) -> usize {
-        let mut cursor = self.cursor(q.start(), q.last());
-        let mut count = 0;
-        while let Some((_, mask)) = cursor.next_leaf(&self.inners, &self.leaves) {
-            count += mask.count_ones() as usize;
+        vectorised! {
+            let mut cursor = self.cursor(q.start(), q.last());
+            let mut count = 0;
+            while let Some((_, mask)) = cursor.next_leaf(&self.inners, &self.leaves) {
+                count += mask.count_ones() as usize;
+            }
+            count
         }
-        count
     }
 
     /// Every attached interval in ascending start order (ties in unspecified order); O(n)

@@ -47,6 +47,42 @@ pub(super) fn prefetch<T>(target: &T) {
     let _ = target;
 }
 
+/// `vectorised!(body)`: run `body` compiled for AVX2 when the CPU has it, so that every
+/// [`Node::hits`] inside inlines its vector scan. A query's entry point wraps its whole walk in
+/// this: compiled for the `x86_64` baseline, each scan is an out-of-line call (a function with
+/// more target features than its caller is never inlined into it), and a walk is a chain of
+/// short scans. The body is forced inline into both variants (as a closure called from two
+/// places it would stay out of line in both, baseline code); the check is one load of a cached
+/// flag.
+macro_rules! vectorised {
+    ($($body:tt)*) => {
+        $crate::tree::run_vectorised(
+            #[inline(always)]
+            || { $($body)* },
+        )
+    };
+}
+pub(crate) use vectorised;
+
+/// See [`vectorised!`].
+#[inline(always)]
+#[allow(
+    clippy::inline_always,
+    reason = "the walk must inline into the AVX2 frame"
+)]
+pub(crate) fn run_vectorised<R>(walk: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2<R>(walk: impl FnOnce() -> R) -> R {
+            walk()
+        }
+        // SAFETY: the CPU was just seen to have AVX2, all `avx2` requires.
+        return unsafe { avx2(walk) };
+    }
+    walk()
+}
+
 /// The `n` lowest bits set.
 #[inline]
 const fn low_bits(n: usize) -> u64 {
@@ -126,7 +162,11 @@ impl<const N: usize> Node<N> {
     /// Bit `i` set for each live entry `i` whose `[key, last]` overlaps `[qs, ql]`. No branch
     /// depends on the data, so the CPU never mispredicts; on a CPU with AVX2 the same loop runs
     /// vectorised (the `x86_64` baseline, SSE2, has no 64-bit compare).
-    #[inline]
+    #[inline(always)]
+    #[allow(
+        clippy::inline_always,
+        reason = "inlined into the AVX2 frame of `vectorised!`"
+    )]
     pub fn hits(&self, qs: u64, ql: u64) -> u64 {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {

@@ -1,4 +1,11 @@
 //! The query walk and the iterators built on it.
+//!
+//! The walk's steps are `#[inline(always)]`: a query's entry point runs it whole in
+//! `vectorised!`, whose AVX2 frame must contain every node scan.
+#![allow(
+    clippy::inline_always,
+    reason = "the walk inlines whole into the AVX2 frame of `vectorised!`"
+)]
 
 use std::iter::FusedIterator;
 
@@ -51,7 +58,7 @@ impl Cursor {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn push<const F: usize>(&mut self, inners: &[Node<F>], node: u32) {
         const { assert!(F <= 32, "inner nodes hold at most 32 children") };
         let inner = &inners[node as usize];
@@ -72,7 +79,7 @@ impl Cursor {
     /// been read, so this costs no cache miss; the node itself is read by [`Cursor::enter`]
     /// (inner) or [`Cursor::leaf_hits`] (leaf), which a batch walk delays until the node has
     /// been prefetched.
-    #[inline]
+    #[inline(always)]
     pub fn advance<const F: usize>(&mut self, inners: &[Node<F>]) -> Option<(u32, bool)> {
         if self.start != NIL {
             let root = std::mem::replace(&mut self.start, NIL);
@@ -93,13 +100,13 @@ impl Cursor {
     }
 
     /// Descend into the inner node `child` that [`Cursor::advance`] returned.
-    #[inline]
+    #[inline(always)]
     pub fn enter<const F: usize>(&mut self, inners: &[Node<F>], child: u32) {
         self.push(inners, child);
     }
 
     /// The hit mask of `leaf` (a leaf that [`Cursor::advance`] returned).
-    #[inline]
+    #[inline(always)]
     pub fn leaf_hits<const L: usize>(&self, leaf: &Node<L>) -> u64 {
         // A hit's slot id is read next (by `overlaps`): load it with the mask.
         prefetch(&leaf.ids);
@@ -108,7 +115,7 @@ impl Cursor {
     }
 
     /// The next leaf with a hit, and its hit mask (never 0).
-    #[inline]
+    #[inline(always)]
     pub fn next_leaf<const L: usize, const F: usize>(
         &mut self,
         inners: &[Node<F>],
@@ -153,7 +160,7 @@ impl<'a, V, const L: usize, const F: usize> Overlaps<'a, V, L, F> {
 
 impl<'a, V, const L: usize, const F: usize> Overlaps<'a, V, L, F> {
     /// The next hit: its leaf and its position there.
-    #[inline]
+    #[inline(always)]
     fn next_hit(&mut self) -> Option<(&'a Node<L>, usize)> {
         if self.mask == 0 {
             (self.leaf, self.mask) = self
