@@ -247,17 +247,62 @@ impl<const N: usize> Node<N> {
         (first.unwrap_or(u64::MAX), self.max_last())
     }
 
-    /// Where the live entry with id `id` sits, if any.
+    /// Where the live entry with id `id` sits, if any. One branch-free pass over all `N` ids:
+    /// an early-exit loop mispredicts at its exit, and updates call this once per level.
     #[inline]
     pub fn position(&self, id: u32) -> Option<usize> {
-        self.ids[..self.len()].iter().position(|&x| x == id)
+        let found = self.id_mask(id) & low_bits(self.len());
+        (found != 0).then(|| found.trailing_zeros() as usize)
+    }
+
+    /// Bit `i` set for each entry `i` (live or not) whose id is `id`; with SSE2 (part of the
+    /// `x86_64` baseline) four ids per compare.
+    #[inline]
+    fn id_mask(&self, id: u32) -> u64 {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{
+                __m128i, _mm_castsi128_ps, _mm_cmpeq_epi32, _mm_loadu_si128, _mm_movemask_ps,
+                _mm_set1_epi32,
+            };
+            const { assert!(N % 4 == 0, "SSE2 compares four ids at a time") };
+            let mut mask = 0u64;
+            // SAFETY: SSE2 is part of the `x86_64` baseline; `c + 4 <= N`, so each unaligned
+            // 16-byte load reads four entries of `ids` (an array of `N` u32).
+            #[allow(
+                clippy::cast_possible_wrap,
+                clippy::cast_sign_loss,
+                reason = "bit patterns"
+            )]
+            #[allow(clippy::cast_ptr_alignment, reason = "`loadu` needs no alignment")]
+            unsafe {
+                let want = _mm_set1_epi32(id as i32);
+                for c in (0..N).step_by(4) {
+                    let ids = _mm_loadu_si128(self.ids[c..c + 4].as_ptr().cast::<__m128i>());
+                    let equal = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(ids, want)));
+                    mask |= (equal as u64) << c;
+                }
+            }
+            mask
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let mut mask = 0u64;
+            for (i, &x) in self.ids.iter().enumerate() {
+                mask |= u64::from(x == id) << i;
+            }
+            mask
+        }
     }
 
     /// The number of live keys at or below `key`: the insert position after all equal keys in
-    /// a leaf; one more than the child to descend into in an inner node. A binary search.
+    /// a leaf; one more than the child to descend into in an inner node. The keys are sorted,
+    /// so this counts the entries [`Node::hits`] finds for `[0, key]` (every last is at least
+    /// 0): one pass with no chain of dependent loads, where a binary search waits on each
+    /// compare before its next load.
     #[inline]
     pub fn upper_bound(&self, key: u64) -> usize {
-        self.keys[..self.len()].partition_point(|&k| k <= key)
+        self.hits(0, key).count_ones() as usize
     }
 
     /// The largest live `last`; 0 for an empty node.

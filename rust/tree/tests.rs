@@ -573,6 +573,45 @@ fn vectorised_and_portable_node_scans_agree() {
 }
 
 #[test]
+fn node_positions_and_bounds_match_linear_search() {
+    // `position` (a vector compare of the ids) and `upper_bound` (a count of `hits`) against
+    // plain searches, with equal starts, stale entries past the length that still hold ids,
+    // and keys at the ends of the u64 range.
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut rand = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for len in [0, 1, 5, 15, 16] {
+        let mut node: Node<16> = Node::empty(NIL);
+        // Fill all 16, then remove down to `len`: the removed ids stay behind, stale.
+        let mut starts: Vec<u64> = (0..16)
+            .map(|_| match rand() % 4 {
+                0 => 0,
+                1 => u64::MAX,
+                _ => rand() % 8 * 1000,
+            })
+            .collect();
+        starts.sort_unstable();
+        for (pos, &start) in starts.iter().enumerate() {
+            node.insert_at(pos, (start, start), 100 + u32::try_from(pos).unwrap());
+        }
+        while node.len() > len {
+            node.remove_at(usize::try_from(rand() % node.len() as u64).unwrap());
+        }
+        let live: Vec<(u64, u32)> = (0..len).map(|i| (node.keys[i], node.ids[i])).collect();
+        for id in 95..120 {
+            assert_eq!(node.position(id), live.iter().position(|e| e.1 == id));
+        }
+        for key in [0, 1, 999, 1000, 3500, 7000, 7001, u64::MAX - 1, u64::MAX] {
+            assert_eq!(node.upper_bound(key), live.partition_point(|e| e.0 <= key));
+        }
+    }
+}
+
+#[test]
 fn bulk_sort_orders_by_start_then_input_order() {
     // The radix sort against a comparison sort: ties (few distinct low digits), page-aligned
     // starts (a skipped digit), the whole u64 range, and the small-input path.

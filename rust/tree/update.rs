@@ -8,7 +8,7 @@
 
 use std::ops::Range;
 
-use super::node::Node;
+use super::node::{vectorised, Node};
 use super::{corrupted, BPlusTree, MAX_DEPTH, NIL};
 use crate::interval::Interval;
 
@@ -204,12 +204,14 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
             self.inners[root as usize].insert_at(0, (start, last), leaf);
             (self.root, self.height, self.span) = (root, 1, (start, last));
         }
-        let mut node = self.root;
-        for _ in 0..self.height {
-            let n = &self.inners[node as usize];
-            node = n.ids[n.upper_bound(start).saturating_sub(1)];
-        }
-        let pos = self.leaves[node as usize].upper_bound(start);
+        let (node, pos) = vectorised! {
+            let mut node = self.root;
+            for _ in 0..self.height {
+                let n = &self.inners[node as usize];
+                node = n.ids[n.upper_bound(start).saturating_sub(1)];
+            }
+            (node, self.leaves[node as usize].upper_bound(start))
+        };
         self.entry_mut(slot).leaf = node;
         self.len += 1;
         if self.leaves[node as usize].is_full() {
