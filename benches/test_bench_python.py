@@ -34,7 +34,7 @@ from mmn_fast._tools.bench.data import (
     random_queries,
 )
 from mmn_fast._tools.bench.measure import size_of
-from mmn_fast._tools.bench.notifier_workloads import _find_gap, _mm_classes, _ranges
+from mmn_fast._tools.bench.notifier_workloads import _find_gap, _find_gaps, _mm_classes, _ranges
 from mmn_fast._tools.bench.peers import ADAPTERS, MODULES, Adapter
 from mmn_fast._tools.bench.tree_workloads import _churn_check, _rebuild
 
@@ -190,22 +190,28 @@ def test_churn(benchmark: Any, data: dict[str, Any], name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NOTIFIER_TARGETS)
-@pytest.mark.parametrize("where", ["outside span", "in a gap"])
+@pytest.mark.parametrize("where", ["outside span", "in a gap", "distinct gaps"])
 def test_nohit_invalidation(benchmark: Any, data: dict[str, Any], name: str, where: str) -> None:
+    """One range 1000 times (outside the span, in a gap), or 1000 ranges each in its own gap."""
     _require(name)
     MM, Range = _mm_classes(name)
     mm = MM()
     for i, (s, l) in enumerate(zip(data["starts"], data["lasts"], strict=True)):
         mm.insert_interval_notifier(s, l + 1 - s, None, tag=i)
-    a, b = (OUTSIDE, OUTSIDE + PAGE) if where == "outside span" else _find_gap(data["oracle"], SEED + 11)
-    r = Range(a, b)
+    if where == "outside span":
+        ranges = [Range(OUTSIDE, OUTSIDE + PAGE)] * 1000
+    elif where == "in a gap":
+        ranges = [Range(*_find_gap(data["oracle"], SEED + 11))] * 1000
+    else:
+        ranges = [Range(a, b) for a, b in _find_gaps(data["oracle"], SEED + 11, 1000)]
     start, end = mm.invalidate_range_start, mm.invalidate_range_end
-    start(r)
-    end(r)
+    for r in ranges:
+        start(r)
+        end(r)
     assert mm.drain_invalidated() == []
 
     def run() -> None:
-        for _ in range(1000):
+        for r in ranges:
             start(r)
             end(r)
 

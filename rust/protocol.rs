@@ -163,6 +163,11 @@ pub struct Protocol<P> {
     journal_removed: Vec<P>,
     has_itree: bool,
     released: bool,
+    /// The range of the last start that hit nothing, while no interval overlapping it has been
+    /// attached since: a start inside it hits nothing either, and skips the walk (guest writes
+    /// repeat: an emulator invalidates the same unwatched page over and over). Removals only
+    /// take intervals away, so they keep it.
+    known_empty: Option<Interval>,
 }
 
 impl<P> Default for Protocol<P> {
@@ -183,6 +188,7 @@ impl<P> Protocol<P> {
             journal_removed: Vec::new(),
             has_itree: false,
             released: false,
+            known_empty: None,
         }
     }
 
@@ -258,9 +264,25 @@ impl<P> Protocol<P> {
         query: Interval,
         on_hit: impl FnMut(SubKey, Interval, &mut Sub<P>, u64),
     ) -> Started {
-        self.start_over(on_hit, |tree, visit| {
-            tree.for_each_overlap_mut(query, visit);
-        })
+        let skip = self
+            .known_empty
+            .is_some_and(|empty| empty.start() <= query.start() && query.last() <= empty.last());
+        let started = self.start_over(on_hit, |tree, visit| {
+            if !skip {
+                tree.for_each_overlap_mut(query, visit);
+            }
+        });
+        if started.hits == 0 && !skip {
+            self.known_empty = Some(query);
+        }
+        started
+    }
+
+    /// `iv` is about to enter the tree: forget a known-empty range it overlaps.
+    fn attaching(&mut self, iv: Interval) {
+        if self.known_empty.is_some_and(|empty| empty.overlaps(iv)) {
+            self.known_empty = None;
+        }
     }
 
     /// The hits of every range of a batch, for [`Protocol::start_found`]: one interleaved walk
@@ -356,12 +378,13 @@ impl<P> Protocol<P> {
         // Loop invariant: every key still on `deferred` names a live subscription whose
         // `pending` says what to do with it (insert and remove clear their entry together).
         while let Some(key) = self.deferred.pop() {
-            let Some((_, sub)) = self.tree.get_mut(key) else {
+            let Some((iv, sub)) = self.tree.get_mut(key) else {
                 debug_assert!(false, "deferred key {key:?} is not allocated");
                 continue;
             };
             match std::mem::replace(&mut sub.pending, Pending::None) {
                 Pending::Insert => {
+                    self.attaching(iv);
                     self.tree.attach(key);
                 }
                 Pending::Remove => {
@@ -400,11 +423,13 @@ impl<P> Protocol<P> {
             // (a) idle: seq is even (R81), so seq - 1 is odd and a read_begin never waits.
             debug_assert_eq!(self.seq & 1, 0);
             sub.seq = self.seq - 1;
+            self.attaching(iv);
             Ok((self.tree.insert(iv, sub), InsertState::Idle))
         } else if self.seq & 1 == 0 {
             // (b) partially excluded: a running start might cover iv; make readers wait (R36).
             self.seq |= 1;
             sub.seq = self.seq;
+            self.attaching(iv);
             Ok((self.tree.insert(iv, sub), InsertState::PartiallyExcluded))
         } else {
             // (c) fully excluded: the tree is frozen.
@@ -532,6 +557,13 @@ impl<P> Protocol<P> {
             };
             if !ok {
                 return Err(format!("deferred key {key:?} in the wrong state"));
+            }
+        }
+        if let Some(empty) = self.known_empty {
+            if self.tree.any_overlap(empty) {
+                return Err(format!(
+                    "{empty:?} is known empty but overlaps a subscription"
+                ));
             }
         }
         for (_, _, sub) in &self.tree {

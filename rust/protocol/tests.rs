@@ -340,3 +340,66 @@ fn batch_starts_on_found_hits_match_walking_starts() {
             .any(|(_, _, handed)| handed.contains(&"callback")));
     }
 }
+
+#[test]
+fn a_known_empty_range_is_forgotten_by_every_attach_that_overlaps_it() {
+    // A start that hits nothing lets the next start inside its range skip the walk: each way
+    // an interval can enter the tree (idle, partially excluded, deferred then attached by the
+    // closing end) must make a later start inside that range see it.
+    let empty = range(0x10_0000, 0x20_0000);
+    let inside = range(0x14_0000, 0x15_0000);
+    let mut p = Protocol::new();
+    p.insert(iv(0x1000, 0x1000), false, "far").unwrap();
+    for (name, at) in [
+        ("idle", 0x14_0000),
+        ("partial", 0x1f_f000),
+        ("deferred", 0x10_0000),
+    ] {
+        let (_, hit) = start(&mut p, empty);
+        assert!(hit.is_empty());
+        end(&mut p);
+        assert!(start(&mut p, inside).1.is_empty(), "{name}: skipped walk");
+        match name {
+            "idle" => {
+                end(&mut p);
+                p.insert(iv(at, 0x1000), false, "idle").unwrap();
+            }
+            "partial" => {
+                // Still inside the start above: the insert lands partially excluded.
+                assert_eq!(
+                    p.insert(iv(at, 0x1000), false, "partial").unwrap().1,
+                    InsertState::PartiallyExcluded
+                );
+                end(&mut p);
+            }
+            _ => {
+                end(&mut p);
+                start(&mut p, range(0x1000, 0x2000)); // opens an epoch (hits "far")
+                assert_eq!(
+                    p.insert(iv(at, 0x1000), false, "deferred").unwrap().1,
+                    InsertState::Deferred
+                );
+                end(&mut p); // attaches it
+            }
+        }
+        p.check_invariants().unwrap();
+        let q = Interval::new(at, at).unwrap();
+        assert_eq!(
+            start(&mut p, q).1,
+            vec![name],
+            "{name}: seen after its attach"
+        );
+        end(&mut p);
+        // Remove it again so that the next round starts from an empty range.
+        let key = p.tree().overlaps(q).next().unwrap().0;
+        p.remove(key).unwrap();
+    }
+    // Removals keep a known-empty range (they only take intervals away), and an attach
+    // elsewhere keeps it too: the invariant check walks the tree to confirm it is empty.
+    assert!(start(&mut p, empty).1.is_empty());
+    end(&mut p);
+    p.insert(iv(0x40_0000, 0x1000), false, "elsewhere").unwrap();
+    p.check_invariants().unwrap();
+    assert!(start(&mut p, inside).1.is_empty());
+    end(&mut p);
+}

@@ -147,7 +147,9 @@ def targets_check(targets: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     a = _median(ours.get("stream hits, native: start+end"))
     b = _median(ours.get("stream hits: bare IntervalTree.overlap"))
     add("stream (native): start+end / bare IntervalTree.overlap", a / b if a and b else None, 3.0)
-    for label in ("hits, native", "hits, Python callbacks", "mostly-missing, native"):
+    # Issue 11's target is on the native streams only: with Python callbacks, the calls into
+    # Python are the cost either way (their rows are in the main table).
+    for label in ("hits, native", "mostly-missing, native"):
         a = _median(ours.get(f"stream {label}: start+end"))
         b = _median(ours.get(f"stream {label}: invalidate_many"))
         add(f"stream ({label}): start+end pair / invalidate_many", a / b if a and b else None, 3.0, le=False)
