@@ -26,7 +26,7 @@ use super::convert::{decode_batch, u64_array, U64s, DETACH_MIN, U64};
 use super::locking::{acquire, let_others_run, taken};
 use super::pyrefs::PyRefs;
 use crate::interval::Interval;
-use crate::tree::{vectorised, Found, Handle, IntervalTree};
+use crate::tree::{Found, Handle, IntervalTree};
 
 /// Bytes per interval with full nodes: its tree node (with no value) and its value's slot.
 pub const NODE_BYTES: usize =
@@ -51,13 +51,9 @@ pub struct IntervalTreeCore {
 /// until read.
 const FIND_CHUNK: usize = 256;
 
-/// What a query copies under the locks: `(handle, start, last, value)`, the handle only when
-/// the caller asked for it.
-type Entry = (Option<Handle>, u64, u64, Py<PyAny>);
-
-/// One interval a walk found: its slot (its value's index), interval and, when asked for, its
-/// handle.
-type Hit = (u32, Interval, Option<Handle>);
+/// One interval a query found: its slot (its value's index) and interval, then, copied under
+/// the locks, its handle (when the caller asked for it) and a new reference to its value.
+type Entry = (u32, Interval, Option<Handle>, Option<Py<PyAny>>);
 
 impl IntervalTreeCore {
     /// Read-lock the tree; waits, if it must, with the GIL released.
@@ -86,33 +82,26 @@ impl IntervalTreeCore {
     /// between.
     fn copy_entries(&self, py: Python<'_>, q: Interval, handles: bool) -> Vec<Entry> {
         let tree = self.read(py);
-        let found = if handles {
-            collect_walk(
-                py,
-                tree.overlaps(q).map(|(h, iv, ())| (h.slot(), iv, Some(h))),
-            )
-        } else {
-            // A slot is all a value needs: the walk never reads the handle table.
-            collect_walk(
-                py,
-                tree.overlaps(q).slots().map(|(slot, iv)| (slot, iv, None)),
-            )
-        };
+        // A hit's slot is all its value needs: the walk never reads the handle table.
+        let mut walk = tree.overlaps(q);
+        let mut found = Vec::new();
+        let hit = |slot, iv| (slot, iv, None, None);
+        walk.fill(&mut found, ATTACHED_WALK, hit);
+        if found.len() == ATTACHED_WALK {
+            py.detach(|| walk.fill(&mut found, usize::MAX, hit));
+        }
         if found.is_empty() {
-            return Vec::new(); // most queries: no second lock
+            return found; // most queries: no second lock
         }
         let values = self.values.lock(py);
-        let entries = found
-            .into_iter()
-            .map(|(slot, iv, handle)| {
-                let value = values
-                    .get(slot)
-                    .map_or_else(|| py.None(), |v| v.clone_ref(py));
-                (handle, iv.start(), iv.last(), value)
-            })
-            .collect();
+        for (slot, _, handle, value) in &mut found {
+            *value = values.get(*slot).map(|v| v.clone_ref(py));
+            if handles {
+                *handle = tree.slot_handle(*slot);
+            }
+        }
         drop((values, tree));
-        entries
+        found
     }
 
     /// The tuples of `q`'s overlaps, ascending start: `(start, last, value)`, or with
@@ -157,13 +146,13 @@ const ATTACHED_WALK: usize = 1 << 12;
 /// entries, so that it stalls none of them for long.
 fn entries_list(py: Python<'_>, entries: Vec<Entry>) -> PyResult<Bound<'_, PyList>> {
     let rows = PyList::empty(py);
-    for (i, (handle, start, last, value)) in entries.into_iter().enumerate() {
+    for (i, (_, iv, handle, value)) in entries.into_iter().enumerate() {
         if i % BUILD_SLICE == BUILD_SLICE - 1 {
             let_others_run(py);
         }
-        let start = start.into_pyobject(py)?.into_any();
-        let last = last.into_pyobject(py)?.into_any();
-        let value = value.into_bound(py);
+        let start = iv.start().into_pyobject(py)?.into_any();
+        let last = iv.last().into_pyobject(py)?.into_any();
+        let value = value.unwrap_or_else(|| py.None()).into_bound(py);
         let tuple = match handle {
             Some(handle) => {
                 let handle = handle.to_bits().into_pyobject(py)?.into_any();
@@ -174,16 +163,6 @@ fn entries_list(py: Python<'_>, entries: Vec<Entry>) -> PyResult<Bound<'_, PyLis
         rows.append(tuple)?;
     }
     Ok(rows)
-}
-
-/// The first [`ATTACHED_WALK`] items of a query walk, taken attached, then the rest with the
-/// GIL released (a long answer; the caller holds the tree's read lock throughout).
-fn collect_walk(py: Python<'_>, mut hits: impl Iterator<Item = Hit> + Send) -> Vec<Hit> {
-    let mut found: Vec<Hit> = vectorised!(hits.by_ref().take(ATTACHED_WALK).collect());
-    if found.len() == ATTACHED_WALK {
-        py.detach(|| vectorised!(found.extend(hits)));
-    }
-    found
 }
 
 #[pymethods]

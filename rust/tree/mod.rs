@@ -333,6 +333,15 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
         Some((iv, self.slots.free(slot)))
     }
 
+    /// The handle of the interval in `slot` (see [`Handle::slot`]), if one occupies it: for a
+    /// caller that found the interval by its slot ([`Overlaps::fill`]).
+    #[inline]
+    pub fn slot_handle(&self, slot: u32) -> Option<Handle> {
+        self.slots
+            .generation(slot)
+            .map(|generation| Handle::new(slot, generation))
+    }
+
     /// The interval and value of `h`, attached or detached; `None` for a stale or unknown handle.
     #[inline]
     pub fn get(&self, h: Handle) -> Option<(Interval, &V)> {

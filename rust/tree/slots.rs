@@ -109,6 +109,13 @@ impl<V> Slots<V> {
         (s.generation == h.generation() && occupied(s.generation)).then_some(h.slot())
     }
 
+    /// The generation of `slot` while it is occupied.
+    #[inline]
+    pub fn generation(&self, slot: u32) -> Option<u32> {
+        let s = self.slots.get(slot as usize)?;
+        occupied(s.generation).then_some(s.generation)
+    }
+
     /// The occupied `slot`.
     #[inline]
     pub fn entry(&self, slot: u32) -> &Entry<V> {

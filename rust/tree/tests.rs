@@ -86,24 +86,44 @@ fn overlaps_come_in_ascending_start_order() {
 }
 
 #[test]
-fn overlap_slots_name_the_handles_slots() {
+fn overlap_fill_names_the_handles_slots_and_resumes() {
     let mut tree = IntervalTree::new();
     let mut handles = Vec::new();
     for k in 0..200u64 {
         handles.push(tree.insert(iv(k * 7 % 300, k * 7 % 300 + 20), k));
     }
-    // Reused slots carry a new generation: `slots` still names them by slot alone.
-    for h in handles.drain(..50) {
+    // Reused slots carry a new generation: `fill` still names them by slot alone, and
+    // `slot_handle` gives back the current handle.
+    let removed: Vec<Handle> = handles.drain(..50).collect();
+    for &h in &removed {
         tree.remove(h);
     }
     for k in 0..30u64 {
         tree.insert(iv(k * 11, k * 11 + 5), 1000 + k);
     }
     for q in [iv(0, 0), iv(95, 140), iv(0, u64::MAX), iv(400, 500)] {
-        let want: Vec<(u32, Interval)> = tree.overlaps(q).map(|(h, i, _)| (h.slot(), i)).collect();
-        let got: Vec<(u32, Interval)> = tree.overlaps(q).slots().collect();
+        let want: Vec<(Handle, Interval)> = tree.overlaps(q).map(|(h, i, _)| (h, i)).collect();
+        // Resumed in steps of 7, as the binding resumes a long answer.
+        let mut walk = tree.overlaps(q);
+        let mut got = Vec::new();
+        loop {
+            let before = got.len();
+            walk.fill(&mut got, before + 7, |slot, i| (slot, i));
+            if got.len() < before + 7 {
+                break;
+            }
+        }
+        let got: Vec<(Handle, Interval)> = got
+            .into_iter()
+            .map(|(slot, i)| (tree.slot_handle(slot).unwrap(), i))
+            .collect();
         assert_eq!(got, want, "{q:?}");
     }
+    let vacant = (0..200).find(|&slot| tree.slot_handle(slot).is_none());
+    assert!(vacant.is_some(), "80 of the 200 first slots are free");
+    assert!(removed
+        .iter()
+        .all(|&h| tree.slot_handle(h.slot()) != Some(h)));
 }
 
 #[test]
