@@ -14,6 +14,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 
+use crate::tree::prefetch;
+
 /// Slots of `T` (each holding Python references), reused after removal. An owner that numbers
 /// its entries itself (the tree binding: an interval's tree slot) stores them with
 /// [`Slots::put`] and [`Slots::take`] instead, and the free list stays empty.
@@ -61,6 +63,14 @@ impl<T> Slots<T> {
         (0..)
             .zip(&self.slots)
             .filter_map(|(i, v)| v.as_ref().map(|_| i))
+    }
+
+    /// Start loading `slot` into the cache (a hint; any slot number is fine).
+    #[inline]
+    pub fn prefetch(&self, slot: u32) {
+        if let Some(entry) = self.slots.get(slot as usize) {
+            prefetch(entry);
+        }
     }
 
     pub fn get(&self, slot: u32) -> Option<&T> {

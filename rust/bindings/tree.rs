@@ -26,7 +26,7 @@ use super::convert::{decode_batch, u64_array, U64s, DETACH_MIN, U64};
 use super::locking::{acquire, let_others_run, taken};
 use super::pyrefs::PyRefs;
 use crate::interval::Interval;
-use crate::tree::{Found, Handle, IntervalTree};
+use crate::tree::{prefetch_ptr, Found, Handle, IntervalTree};
 
 /// Bytes per interval with full nodes: its tree node (with no value) and its value's slot.
 pub const NODE_BYTES: usize =
@@ -208,11 +208,21 @@ impl IntervalTreeCore {
         };
         let (py, handle) = (handle.py(), Handle::from_bits(bits));
         let mut tree = self.write(py);
-        if tree.remove(handle).is_none() {
+        let mut values = self.values.lock(py);
+        // Three cache misses at 10^5 intervals and more, overlapped rather than one after
+        // the other: the value's slot loads with the handle's, and the value object (whose
+        // reference is dropped below) with the leaf the tree's removal reads.
+        values.prefetch(handle.slot());
+        if !tree.contains(handle) {
             return Err(unknown());
         }
-        let value = self.values.lock(py).take(handle.slot());
-        drop(tree);
+        let value = values.take(handle.slot());
+        if let Some(value) = &value {
+            prefetch_ptr(value.as_ptr());
+        }
+        let removed = tree.remove(handle);
+        debug_assert!(removed.is_some());
+        drop((values, tree));
         drop(value); // after unlocking: its destructor may run Python
         Ok(())
     }

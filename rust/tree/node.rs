@@ -31,15 +31,21 @@ pub(super) struct Node<const N: usize> {
 
 /// Hint the CPU to start loading the cache line holding `target`; no effect on results.
 #[inline]
-pub(super) fn prefetch<T>(target: &T) {
+pub(crate) fn prefetch<T>(target: &T) {
+    prefetch_ptr(std::ptr::from_ref(target));
+}
+
+/// [`prefetch`] by address: the pointer is never dereferenced, so any address will do.
+#[inline]
+pub(crate) fn prefetch_ptr<T>(target: *const T) {
     #[cfg(target_arch = "x86_64")]
     {
         const { assert!(cfg!(target_feature = "sse")) };
         // SAFETY: `_mm_prefetch` needs only SSE, part of the x86_64 baseline (asserted above);
-        // a prefetch is a hint that never faults, and the pointer comes from a live reference.
+        // a prefetch is a hint that never faults and reads nothing the program can observe.
         unsafe {
             std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                std::ptr::from_ref(target).cast::<i8>(),
+                target.cast::<i8>(),
             );
         }
     }
