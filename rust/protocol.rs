@@ -264,6 +264,8 @@ impl<P> Protocol<P> {
         query: Interval,
         on_hit: impl FnMut(SubKey, Interval, &mut Sub<P>, u64),
     ) -> Started {
+        // A range inside the last one found empty overlaps nothing: counted, no walk, and no
+        // change to `seq` (R12), exactly what the walk would conclude.
         let skip = self
             .known_empty
             .is_some_and(|empty| empty.start() <= query.start() && query.last() <= empty.last());
