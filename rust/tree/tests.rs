@@ -17,6 +17,16 @@ fn hits(tree: &IntervalTree<u64>, q: Interval) -> Vec<(u64, u64, u64)> {
         .collect()
 }
 
+/// A seeded xorshift generator: the tests' random data, the same on every run.
+fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
 #[test]
 fn empty_tree_answers_nothing() {
     let tree: IntervalTree<u64> = IntervalTree::default();
@@ -352,13 +362,7 @@ fn small_nodes_deep_tree_against_a_model() {
     // Capacity 8 makes a deep tree quickly: splits, merges and redistributions at every level.
     let mut tree: BPlusTree<u64, 8, 8> = BPlusTree::new();
     let mut live: Vec<(Handle, Interval, u64)> = Vec::new();
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut rand = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rand = xorshift(0x9e37_79b9_7f4a_7c15);
     for step in 0..6_000u64 {
         let grow = step < 3_000 || (step < 5_000 && rand() % 3 != 0);
         if grow || live.is_empty() {
@@ -564,13 +568,7 @@ fn check_invariants_catches_corruption() {
 #[test]
 fn vectorised_and_portable_node_scans_agree() {
     // `hits` takes the AVX2 path where the CPU has it; the portable one must answer the same.
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut rand = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rand = xorshift(0x2545_f491_4f6c_dd1d);
     // Coordinates near 0, around 2^63 (where a signed compare would flip) and near u64::MAX.
     let coordinate = move |rand: &mut dyn FnMut() -> u64| {
         let base = [0, (1 << 63) - 64, u64::MAX - 127][usize::try_from(rand() % 3).unwrap()];
@@ -597,13 +595,7 @@ fn node_positions_and_bounds_match_linear_search() {
     // `position` (a vector compare of the ids) and `upper_bound` (a count of `hits`) against
     // plain searches, with equal starts, stale entries past the length that still hold ids,
     // and keys at the ends of the u64 range.
-    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut rand = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rand = xorshift(0x9e37_79b9_7f4a_7c15);
     for len in [0, 1, 5, 15, 16] {
         let mut node: Node<16> = Node::empty(NIL);
         // Fill all 16, then remove down to `len`: the removed ids stay behind, stale.
@@ -635,13 +627,7 @@ fn node_positions_and_bounds_match_linear_search() {
 fn bulk_sort_orders_by_start_then_input_order() {
     // The radix sort against a comparison sort: ties (few distinct low digits), page-aligned
     // starts (a skipped digit), the whole u64 range, and the small-input path.
-    let mut x = 0x2545_f491_4f6c_dd1d_u64;
-    let mut rand = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rand = xorshift(0x2545_f491_4f6c_dd1d);
     for (n, shape) in [(100, 0), (5000, 0), (5000, 1), (5000, 2)] {
         let mut order: Vec<(u64, u64, u32)> = (0..n)
             .map(|i| {
