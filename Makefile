@@ -21,13 +21,15 @@ demo: $(VENV)/.installed
 
 test: test-rust test-python test-short-runs
 
-# Rust: unit, model and doc tests of the core; its documentation (warnings are errors) and the
-# example program that uses it without Python; the loom model check (bounded); the fuzz corpus
-# replayed plus a short coverage-guided run (docs/reliability.md has the long commands).
+# Rust: unit, model and doc tests of the core, again with MMN_FAST_PORTABLE set (the walks'
+# baseline copy, not the AVX2 one); its documentation (warnings are errors) and the example
+# program that uses it without Python; the loom model check (bounded); the fuzz corpus replayed
+# plus a short coverage-guided run (docs/reliability.md has the long commands).
 test-rust:
 	cargo fmt --check
 	cargo clippy --locked --quiet --all-targets --features python -- -D warnings
 	cargo test --locked --quiet
+	MMN_FAST_PORTABLE=1 cargo test --locked --quiet
 	RUSTDOCFLAGS="-D warnings" cargo doc --locked --quiet --no-deps
 	cargo run --locked --quiet --example emulator_cache
 	RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
@@ -35,11 +37,14 @@ test-rust:
 	cd fuzz && CARGO_TARGET_DIR=../target/fuzz-replay cargo test --locked --release --quiet
 	fuzz/run.sh 30
 
-# Python: every suite (short stress included), the benchmarks as plain tests, typing, the
+# Python: every suite (short stress included), the benchmarks as plain tests, the tree, model
+# and rule suites again on the walks' baseline copy (MMN_FAST_PORTABLE), typing, the
 # documentation site (strict: a broken link or reference fails), and the outside conformance
 # suite when ../shared is present.
 test-python: $(VENV)/.installed
 	$(VPY) -m pytest tests/python benches -q -p no:cacheprovider --benchmark-disable
+	MMN_FAST_PORTABLE=1 $(VPY) -m pytest tests/python/test_tree.py tests/python/test_model.py \
+		tests/python/test_interval_rules.py -q -p no:cacheprovider
 	$(VPY) -m mkdocs build --strict --quiet
 	$(VPY) -m mypy python/mmn_fast examples
 	$(VPY) -m ruff check python examples benches tests/python scripts

@@ -79,7 +79,9 @@ use crate::interval::Interval;
 
 pub use batch::Found;
 use node::Node;
-pub(crate) use node::{prefetch, prefetch_ptr, run_vectorised, vectorised};
+#[cfg(feature = "python")]
+pub(crate) use node::{prefetch, prefetch_ptr};
+pub(crate) use node::{run_vectorised, vectorised};
 use query::Cursor;
 pub use query::{Iter, Overlaps};
 use slots::{Entry, Slot, Slots};

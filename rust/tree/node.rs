@@ -78,15 +78,28 @@ pub(crate) use vectorised;
 )]
 pub(crate) fn run_vectorised<R>(walk: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
+    if use_avx2() {
         #[target_feature(enable = "avx2")]
         unsafe fn avx2<R>(walk: impl FnOnce() -> R) -> R {
             walk()
         }
-        // SAFETY: the CPU was just seen to have AVX2, all `avx2` requires.
+        // SAFETY: the CPU was seen to have AVX2 (`use_avx2`), all `avx2` requires.
         return unsafe { avx2(walk) };
     }
     walk()
+}
+
+/// Whether node scans take their AVX2 path: the CPU has AVX2 and the environment variable
+/// `MMN_FAST_PORTABLE` was not set when the first scan ran. The test suites run once more with
+/// it set, so that the portable copy of every walk is tested too on machines with AVX2.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn use_avx2() -> bool {
+    static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVX2.get_or_init(|| {
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::env::var_os("MMN_FAST_PORTABLE").is_none()
+    })
 }
 
 /// The `n` lowest bits set.
@@ -175,8 +188,8 @@ impl<const N: usize> Node<N> {
     )]
     pub fn hits(&self, qs: u64, ql: u64) -> u64 {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: `hits_avx2` only needs AVX2, which the CPU was just seen to have.
+        if use_avx2() {
+            // SAFETY: `hits_avx2` only needs AVX2, which the CPU was seen to have.
             return unsafe { self.hits_avx2(qs, ql) };
         }
         self.hits_portable(qs, ql)
