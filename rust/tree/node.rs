@@ -95,11 +95,21 @@ pub(crate) fn run_vectorised<R>(walk: impl FnOnce() -> R) -> R {
 #[cfg(target_arch = "x86_64")]
 #[inline]
 fn use_avx2() -> bool {
-    static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVX2.get_or_init(|| {
-        std::arch::is_x86_feature_detected!("avx2")
-            && std::env::var_os("MMN_FAST_PORTABLE").is_none()
-    })
+    use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+    /// 0 until the first scan, then 1 (portable) or 2 (AVX2). Relaxed: threads that race to
+    /// the first scan compute the same answer.
+    static MODE: AtomicU8 = AtomicU8::new(0);
+    #[cold]
+    fn detect() -> bool {
+        let avx2 = std::arch::is_x86_feature_detected!("avx2")
+            && std::env::var_os("MMN_FAST_PORTABLE").is_none();
+        MODE.store(if avx2 { 2 } else { 1 }, Relaxed);
+        avx2
+    }
+    match MODE.load(Relaxed) {
+        0 => detect(),
+        mode => mode == 2,
+    }
 }
 
 /// The `n` lowest bits set.
