@@ -1,8 +1,8 @@
 //! `PyRefs`: the Python references an object holds, kept apart from its busy lock so that the
 //! garbage collector always sees them (issue 10, item 6).
 //!
-//! Invariant: the mutex here is taken only with the GIL attached, for a few instructions, and
-//! never around a Python allocation, a call into Python or a GIL release. The collector runs
+//! Invariant: the mutex here is taken only with the GIL attached, around a short stretch of
+//! Rust, never around a Python allocation, a call into Python or a GIL release. The collector runs
 //! with the GIL held, so no other thread can be inside such a section when it traverses, and
 //! this thread cannot be either (nothing inside can trigger a collection): `try_lock` in
 //! [`PyRefs::traverse`] therefore always succeeds, and traversal reports the same references
