@@ -22,7 +22,9 @@ Threads, for a bounded time, each with its own ``random.Random(seed + n)``:
 Checked while running: no callback after its ``remove()``/``unregister()`` returned or after
 ``free_notifier``, no classic end without a pending start (D5), ``cur_seq`` odd (R83), while a
 writer is between its start and its end no subscription it hit keeps a mirror entry, every
-``read_begin`` returns (bounded by a timeout), every thread ends (watchdog).
+``read_begin`` returns once the epoch it waits for has ended (a 10 s wait across two epoch
+ends is a lost wake-up; one epoch held open longer by overlapping writers is counted, as the
+protocol allows it), every thread ends (watchdog).
 After quiescing: ``invalidate_seq`` even, ``active_invalidate_ranges == 0``, the core's
 invariants and classic mode's bookkeeping, the tree equal to the expected set, every mirror
 entry equal to the page table, and the finalizers did run.
@@ -75,6 +77,7 @@ class Stress:
         self.ops = 0
         self.commits = 0  # reader snapshots kept in the mirror
         self.retries = 0  # reader snapshots dropped because read_retry was true
+        self.starved = 0  # read_begin waits of 10 s that no epoch end could have ended
         self.stop = threading.Event()
         # The collector thread's finalizers (see finalize); every field under fin_lock, which
         # is never held across anything that allocates (a finalizer may run there).
@@ -338,11 +341,23 @@ def reader(st: Stress, rng: random.Random) -> None:
             own[i] = st.insert(rng, "callback")
             st.count(2)
             continue
+        before = st.mm.invalidate_seq
         try:
             seq = sub.read_begin(10.0)
         except TimeoutError:
-            st.fail(f"read_begin of sub {sid} did not return within 10 s")
-            return
+            # read_begin waits for the end of the epoch that hit the subscription (R25). Two
+            # epoch ends since `before` mean that epoch ended (it began at the earliest in the
+            # epoch after the first of them): a lost wake-up. With fewer, writers whose
+            # invalidations overlap without a pause kept it open, which the protocol allows
+            # (the kernel's too: a start never waits for readers); the checks after quiescing
+            # catch an epoch that never closes.
+            ends = st.mm.invalidate_seq // 2 - before // 2
+            if ends >= 2:
+                st.fail(f"read_begin of sub {sid} missed {ends} epoch ends in 10 s")
+                return
+            with st.state_lock:
+                st.starved += 1
+            continue
         snap = st.snapshot(sub.start, sub.last)
         if rng.random() < 0.3:
             time.sleep(0)  # widen the window between read_begin and read_retry
@@ -487,7 +502,8 @@ def run_stress(seed: int, seconds: float, capsys) -> None:
     with capsys.disabled():
         print(
             f"\nstress: seed {seed}, {elapsed:.1f} s, {st.ops} ops, {st.ops / elapsed:,.0f} ops/s, "
-            f"{st.commits} commits, {st.retries} retries, {st.collections} collections, "
+            f"{st.commits} commits, {st.retries} retries, {st.starved} reads held 10 s by one epoch, "
+            f"{st.collections} collections, "
             f"{st.fin_ran} finalizer actions ({st.fin_elsewhere} on other threads), {len(threads)} threads, final seq {mm.invalidate_seq}, "
             f"{len(mm)} subscriptions; {replay}"
         )
