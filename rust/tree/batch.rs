@@ -209,16 +209,8 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tree::tests::xorshift;
     use crate::tree::IntervalTree;
-
-    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
-        move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        }
-    }
 
     /// What `find_overlaps` + `for_each_found_mut` report for each query, against `overlaps`.
     fn check_batch<const L: usize, const F: usize>(
