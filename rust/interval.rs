@@ -77,6 +77,12 @@ impl Interval {
     pub const fn contains(self, point: u64) -> bool {
         self.start <= point && point <= self.last
     }
+
+    /// Whether every address of `other` lies in the interval.
+    #[inline]
+    pub const fn encloses(self, other: Self) -> bool {
+        self.start <= other.start && other.last <= self.last
+    }
 }
 
 #[cfg(test)]
@@ -123,6 +129,9 @@ mod tests {
         assert!(a.overlaps(Interval::from_range(0x1fff, 0x2000).unwrap()));
         assert!(a.overlaps(Interval::from_range(0, 0x1001).unwrap()));
         assert!(a.contains(0x1fff) && !a.contains(0x2000));
+        assert!(a.encloses(a) && a.encloses(Interval::from_range(0x1800, 0x2000).unwrap()));
+        assert!(!a.encloses(Interval::from_range(0x1800, 0x2001).unwrap()));
+        assert!(!a.encloses(Interval::from_range(0xfff, 0x1800).unwrap()));
         assert!(Interval::new(3, 2).is_err());
     }
 }

@@ -266,9 +266,7 @@ impl<P> Protocol<P> {
     ) -> Started {
         // A range inside the last one found empty overlaps nothing: counted, no walk, and no
         // change to `seq` (R12), exactly what the walk would conclude.
-        let skip = self
-            .known_empty
-            .is_some_and(|empty| empty.start() <= query.start() && query.last() <= empty.last());
+        let skip = self.known_empty.is_some_and(|empty| empty.encloses(query));
         let started = self.start_over(on_hit, |tree, visit| {
             if !skip {
                 tree.for_each_overlap_mut(query, visit);
