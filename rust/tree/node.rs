@@ -53,8 +53,10 @@ pub(crate) fn prefetch_ptr<T>(target: *const T) {
     let _ = target;
 }
 
-/// `vectorised!(body)`: run `body` compiled for AVX2 when the CPU has it, so that every
-/// [`Node::hits`] inside inlines its vector scan. A query's entry point wraps its whole walk in
+/// `vectorised!(body)`: run `body` compiled for AVX2 (with POPCNT and BMI1/2, which every AVX2
+/// CPU has) when the CPU has them, so that every [`Node::hits`] inside inlines its vector scan
+/// and every `count_ones` is one instruction (an insert's place in a node is a popcount: the
+/// baseline's bit-twiddling version was a third of each level of its descent). A query's entry point wraps its whole walk in
 /// this: compiled for the `x86_64` baseline, each scan is an out-of-line call (a function with
 /// more target features than its caller is never inlined into it), and a walk is a chain of
 /// short scans. The body is forced inline into both variants (as a closure called from two
@@ -79,19 +81,20 @@ pub(crate) use vectorised;
 pub(crate) fn run_vectorised<R>(walk: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     if use_avx2() {
-        #[target_feature(enable = "avx2")]
+        #[target_feature(enable = "avx2,popcnt,bmi1,bmi2")]
         unsafe fn avx2<R>(walk: impl FnOnce() -> R) -> R {
             walk()
         }
-        // SAFETY: the CPU was seen to have AVX2 (`use_avx2`), all `avx2` requires.
+        // SAFETY: the CPU was seen to have these features (`use_avx2`), all `avx2` requires.
         return unsafe { avx2(walk) };
     }
     walk()
 }
 
-/// Whether node scans take their AVX2 path: the CPU has AVX2 and the environment variable
-/// `MMN_FAST_PORTABLE` was not set when the first scan ran. The test suites run once more with
-/// it set, so that the portable copy of every walk is tested too on machines with AVX2.
+/// Whether node scans take their AVX2 path: the CPU has AVX2, POPCNT, BMI1 and BMI2, and the
+/// environment variable `MMN_FAST_PORTABLE` was not set when the first scan ran. The test
+/// suites run once more with it set, so that the portable copy of every walk is tested too on
+/// machines with AVX2.
 #[cfg(target_arch = "x86_64")]
 #[inline]
 fn use_avx2() -> bool {
@@ -102,6 +105,9 @@ fn use_avx2() -> bool {
     #[cold]
     fn detect() -> bool {
         let avx2 = std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("popcnt")
+            && std::arch::is_x86_feature_detected!("bmi1")
+            && std::arch::is_x86_feature_detected!("bmi2")
             && std::env::var_os("MMN_FAST_PORTABLE").is_none();
         MODE.store(if avx2 { 2 } else { 1 }, Relaxed);
         avx2
