@@ -385,13 +385,6 @@ impl<const N: usize> Node<N> {
         removed
     }
 
-    /// Move entries `at..` into a new node under the same parent.
-    pub fn split_off(&mut self, at: usize) -> Self {
-        let mut right = Self::empty(self.parent);
-        right.take_tail(self, at);
-        right
-    }
-
     /// Move entries between two adjacent nodes (`self` left of `right`) until the left one
     /// holds `want` of their entries (all of them: a merge). Returns which node received
     /// entries (true: `self`) and where they now sit in it, for the caller to adopt.
@@ -427,7 +420,7 @@ impl<const N: usize> Node<N> {
     }
 
     /// Append `from`'s entries `at..` to `self` and cut `from` short at `at`.
-    fn take_tail(&mut self, from: &mut Self, at: usize) {
+    pub fn take_tail(&mut self, from: &mut Self, at: usize) {
         let (to, n) = (self.len(), from.len() - at);
         debug_assert!(to + n <= N);
         self.keys[to..to + n].copy_from_slice(&from.keys[at..at + n]);

@@ -280,19 +280,24 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     /// its right (moves all of it to a new right node), so sorted inserts fill nodes completely.
     fn split_for_insert(&mut self, level: usize, node: u32, pos: usize) -> (u32, usize) {
         let cap = Self::capacity(level);
-        let (left_end, right_end) = self.spines(level, node);
-        let at = match (left_end && pos == 0, right_end && pos == cap) {
-            (_, true) => cap,
-            (true, _) => 0,
-            _ => cap / 2,
+        // Only an entry at either end of the node can be at an end of the tree: the climb to
+        // the root that tells is skipped for the others.
+        let at = if pos == 0 || pos == cap {
+            match (self.spines(level, node), pos == 0) {
+                ((_, true), false) => cap,
+                ((true, _), true) => 0,
+                _ => cap / 2,
+            }
+        } else {
+            cap / 2
         };
         let right = with_arena!(self, level, |arena| {
-            let right = arena[node as usize].split_off(at);
-            alloc(
-                arena,
-                level_free(&mut self.free_leaves, &mut self.free_inners, level),
-                right,
-            )
+            let parent = arena[node as usize].parent;
+            let free = level_free(&mut self.free_leaves, &mut self.free_inners, level);
+            let right = alloc(arena, free, Node::empty(parent));
+            let (left, new) = pair(arena, node, right);
+            new.take_tail(left, at);
+            right
         });
         self.adopt(level, right, 0..cap - at);
         self.link_sibling(level, node, right);
