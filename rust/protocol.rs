@@ -163,11 +163,17 @@ pub struct Protocol<P> {
     journal_removed: Vec<P>,
     has_itree: bool,
     released: bool,
-    /// The range of the last start that hit nothing, while no interval overlapping it has been
+    /// A range known to overlap no subscription, while no interval overlapping it has been
     /// attached since: a start inside it hits nothing either, and skips the walk (guest writes
-    /// repeat: an emulator invalidates the same unwatched page over and over). Removals only
-    /// take intervals away, so they keep it.
+    /// repeat: an emulator invalidates the same unwatched page over and over, or the pages of
+    /// one unwatched buffer one after another). Removals only take intervals away, so they
+    /// keep it. It is the range of the last start that hit nothing, or, once two starts in a
+    /// row hit nothing, the whole gap around the second one ([`IntervalTree::gap_around`]).
     known_empty: Option<Interval>,
+    /// Whether the last start that looked at the tree found nothing: the next one expects
+    /// nothing too, and looks for the gap around its range (one descent, which answers
+    /// whether there is a hit as well) before walking; a stream of hits never pays for it.
+    missed: bool,
 }
 
 impl<P> Default for Protocol<P> {
@@ -189,6 +195,7 @@ impl<P> Protocol<P> {
             has_itree: false,
             released: false,
             known_empty: None,
+            missed: false,
         }
     }
 
@@ -264,16 +271,25 @@ impl<P> Protocol<P> {
         query: Interval,
         on_hit: impl FnMut(SubKey, Interval, &mut Sub<P>, u64),
     ) -> Started {
-        // A range inside the last one found empty overlaps nothing: counted, no walk, and no
-        // change to `seq` (R12), exactly what the walk would conclude.
-        let skip = self.known_empty.is_some_and(|empty| empty.encloses(query));
+        // A range inside one known empty overlaps nothing: counted, no walk, and no change to
+        // `seq` (R12), exactly what the walk would conclude.
+        let mut walk = !self.known_empty.is_some_and(|empty| empty.encloses(query));
+        if walk && self.missed {
+            if let Some(gap) = self.tree.gap_around(query) {
+                self.known_empty = Some(gap);
+                walk = false;
+            }
+        }
         let started = self.start_over(on_hit, |tree, visit| {
-            if !skip {
+            if walk {
                 tree.for_each_overlap_mut(query, visit);
             }
         });
-        if started.hits == 0 && !skip {
-            self.known_empty = Some(query);
+        if walk {
+            self.missed = started.hits == 0;
+            if self.missed {
+                self.known_empty = Some(query);
+            }
         }
         started
     }

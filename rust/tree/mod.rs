@@ -36,6 +36,9 @@
 //!   [`BPlusTree::for_each_overlap_mut`]: O(log n + k) node visits for k results when the
 //!   hits are few per node; none allocates (the walk's stack lives inline, `MAX_DEPTH`).
 //!   `count_overlap` counts whole leaf masks and never touches a slot.
+//!   [`BPlusTree::gap_around`]: one descent without a stack, for the largest empty interval
+//!   around a query that hits nothing (the notifier's start remembers it, so that a run of
+//!   stores to one unwatched buffer walks once).
 //! - [`BPlusTree::find_overlaps`] (`batch.rs`): the overlaps of a batch of queries, with several
 //!   descents in flight so that their cache misses overlap (each prefetches the node it reads
 //!   next and hands over to the next); [`BPlusTree::for_each_found_mut`] then handles query `i`
@@ -78,7 +81,7 @@ use std::mem;
 use crate::interval::Interval;
 
 pub use batch::Found;
-use node::Node;
+use node::{low_bits, Node};
 #[cfg(feature = "python")]
 pub(crate) use node::{prefetch, prefetch_ptr};
 pub(crate) use node::{run_vectorised, vectorised};
@@ -369,6 +372,65 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
                 .next_leaf(&self.inners, &self.leaves)
                 .is_some()
         }
+    }
+
+    /// The largest interval around `q` that overlaps no attached interval: from one past the
+    /// largest last of the intervals starting at or before `q`'s last, to one before the first
+    /// start after it; `None` when `q` overlaps an interval.
+    ///
+    /// One descent, along the path of `q`'s last: at each level the children before the path
+    /// child start no later than `q`'s last, so their largest last bounds the gap from below
+    /// (or, reaching `q`, is a hit), and the child after it bounds the gap from above. A range
+    /// inside the answer overlaps nothing either, until an interval overlapping it is attached.
+    pub fn gap_around(&self, q: Interval) -> Option<Interval> {
+        let (qs, ql) = (q.start(), q.last());
+        if self.root == NIL {
+            return Interval::new(0, u64::MAX).ok();
+        }
+        let (lo, hi) = vectorised! {
+            // `lo`: one past the largest last seen so far; `hi`: the smallest start after `ql`,
+            // less one.
+            let (mut lo, mut hi) = (0, u64::MAX);
+            // `last`, the largest last of `count` entries starting at or before `ql`, must not
+            // reach `qs` (else `None`); it bounds the gap from below.
+            let mut before = |last: u64, count: usize| {
+                if count > 0 {
+                    if last >= qs {
+                        return None;
+                    }
+                    lo = lo.max(last + 1); // last < qs: no overflow
+                }
+                Some(())
+            };
+            let mut node = self.root;
+            for _ in 0..self.height {
+                let n = &self.inners[node as usize];
+                let upto = n.upper_bound(ql);
+                if upto < n.len() {
+                    hi = hi.min(n.keys[upto] - 1); // keys[upto] > ql >= 0
+                }
+                // The last child starting at or before `ql` is the path; when nothing in it
+                // reaches `qs`, nothing in it starts after `ql` either (a start after `ql` is
+                // at least `qs`), so this level settles both bounds, as the walk stops here.
+                let Some(path) = upto.checked_sub(1) else {
+                    return Some((lo, hi)); // every interval starts after `ql` (at the root only)
+                };
+                if n.lasts[path] < qs {
+                    before(n.max_last_of(low_bits(upto)), upto)?;
+                    return Some((lo, hi));
+                }
+                before(n.max_last_of(low_bits(path)), path)?;
+                node = n.ids[path];
+            }
+            let leaf = &self.leaves[node as usize];
+            let upto = leaf.upper_bound(ql);
+            if upto < leaf.len() {
+                hi = hi.min(leaf.keys[upto] - 1);
+            }
+            before(leaf.max_last_of(low_bits(upto)), upto)?;
+            Some((lo, hi))
+        }?;
+        Interval::new(lo, hi).ok()
     }
 
     /// The attached intervals that overlap `q`, in ascending start order (ties in unspecified

@@ -401,6 +401,81 @@ fn small_nodes_deep_tree_against_a_model() {
     assert!(tree.is_empty() && tree.leaves.is_empty() && tree.inners.is_empty());
 }
 
+/// The maximal empty interval around `q` among `live`, by brute force; `None` on a hit.
+fn model_gap(live: &[(Handle, Interval, u64)], q: Interval) -> Option<Interval> {
+    if live.iter().any(|e| e.1.overlaps(q)) {
+        return None;
+    }
+    let lo = live
+        .iter()
+        .filter(|e| e.1.start() <= q.last())
+        .map(|e| e.1.last() + 1)
+        .max()
+        .unwrap_or(0);
+    let hi = live
+        .iter()
+        .filter(|e| e.1.start() > q.last())
+        .map(|e| e.1.start() - 1)
+        .min()
+        .unwrap_or(u64::MAX);
+    Some(iv(lo, hi))
+}
+
+#[test]
+fn gap_around_is_the_maximal_empty_interval() {
+    // Sparse intervals in a deep tree of small nodes, so that gaps exist and their bounds come
+    // from every level: the children before the path, the next child, the leaf.
+    let mut tree: BPlusTree<u64, 8, 8> = BPlusTree::new();
+    let mut live: Vec<(Handle, Interval, u64)> = Vec::new();
+    let mut rand = xorshift(0x2545_f491_4f6c_dd1d);
+    assert_eq!(tree.gap_around(iv(5, 9)), Some(iv(0, u64::MAX)));
+    for step in 0..4_000u64 {
+        if step < 2_500 || rand() % 2 == 0 {
+            let start = rand() % 200_000;
+            // Mostly short, a few long ones that reach over later starts.
+            let len = if rand() % 16 == 0 {
+                rand() % 5_000
+            } else {
+                rand() % 60
+            };
+            let i = iv(start, start + len);
+            live.push((tree.insert(i, step), i, step));
+        } else {
+            let k = usize::try_from(rand() % live.len() as u64).unwrap();
+            let (h, i, v) = live.swap_remove(k);
+            assert_eq!(tree.remove(h), Some((i, v)));
+        }
+        if step % 50 == 0 {
+            for _ in 0..40 {
+                let qs = rand() % 210_000;
+                let q = iv(qs, qs + rand() % 20);
+                assert_eq!(
+                    tree.gap_around(q),
+                    model_gap(&live, q),
+                    "{q:?} at step {step}"
+                );
+            }
+        }
+    }
+    assert!(tree.height >= 3, "height {}", tree.height);
+    // The ends of u64: before every interval, after every one, and against the extremes.
+    for q in [iv(0, 0), iv(u64::MAX, u64::MAX), iv(250_000, u64::MAX)] {
+        assert_eq!(tree.gap_around(q), model_gap(&live, q), "{q:?}");
+    }
+    let i = iv(u64::MAX - 3, u64::MAX);
+    live.push((tree.insert(i, 0), i, 0));
+    let i = iv(0, 2);
+    live.push((tree.insert(i, 0), i, 0));
+    for q in [
+        iv(3, 3),
+        iv(u64::MAX - 4, u64::MAX - 4),
+        iv(u64::MAX, u64::MAX),
+        iv(0, 0),
+    ] {
+        assert_eq!(tree.gap_around(q), model_gap(&live, q), "{q:?}");
+    }
+}
+
 #[test]
 fn removal_in_every_shape_keeps_invariants() {
     // Remove by every pattern that exercises Cond1 (at most one child) and Cond2

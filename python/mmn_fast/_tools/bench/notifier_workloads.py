@@ -102,6 +102,25 @@ def run_mm_worker(name: str, cfg: dict[str, Any], sink: Sink) -> None:
             if mm.drain_invalidated() or mm.invalidate_seq % 2 or mm.active_invalidate_ranges:
                 raise WrongAnswer(f"{name}: a gap range invalidated something")
             sink.result(f"no-hit start+end (distinct gaps) @{size}", time_batches(gaps, len(stream), rep), subs=size)
+            # A guest filling an unwatched buffer: 8-byte stores one after another through the
+            # widest of the first 32 of those gaps (round again at its end), each a range of
+            # its own.
+            width, lo = max((_gap_width(oracle, a), a) for a, _ in _find_gaps(oracle, SEED + 11, 32))
+            words = min(ops, width // 8)
+            stores = [RangeCls(lo + 8 * (i % words), lo + 8 * (i % words) + 8) for i in range(ops)]
+
+            def fill(rr: int) -> Callable[[], None]:
+                def run() -> None:
+                    for r in stores:
+                        start(r)
+                        end(r)
+
+                return run
+
+            fill(0)()
+            if mm.drain_invalidated() or mm.invalidate_seq % 2 or mm.active_invalidate_ranges:
+                raise WrongAnswer(f"{name}: a store to a gap invalidated something")
+            sink.result(f"no-hit start+end (sequential stores in a gap) @{size}", time_batches(fill, ops, rep), subs=size)
             if native:
                 _empty_calls(mm, ops, rep, size, sink)
 
@@ -217,6 +236,15 @@ def _find_gaps(oracle: BruteForce, seed: int, k: int) -> list[tuple[int, int]]:
         if oracle.count(s, s + PAGE - 1) == 0:
             found.setdefault(s, (s, s + PAGE))
     return list(found.values())
+
+
+def _gap_width(oracle: BruteForce, lo: int) -> int:
+    """Bytes of empty space from ``lo`` (the start of a gap) on, in powers of two from a page
+    to 1 MiB (enough for the stores)."""
+    width = PAGE
+    while width < 1 << 20 and oracle.count(lo, lo + 2 * width - 1) == 0:
+        width *= 2
+    return width
 
 
 def _empty_calls(mm: Any, ops: int, rep: int, size: int, sink: Sink) -> None:
