@@ -145,7 +145,13 @@ const ATTACHED_WALK: usize = 1 << 12;
 /// `handles`; no lock is held. A long answer lets other threads run every [`BUILD_SLICE`]
 /// entries, so that it stalls none of them for long.
 fn entries_list(py: Python<'_>, entries: Vec<Entry>) -> PyResult<Bound<'_, PyList>> {
-    let rows = PyList::empty(py);
+    // The list has its final length from the start (no reallocation as it grows); it holds
+    // `None` until each row is built, so that whatever runs meanwhile (another thread, a
+    // collection's callbacks) never sees it half-built.
+    let rows = PyList::new(
+        py,
+        std::iter::repeat_n(py.None().into_bound(py), entries.len()),
+    )?;
     for (i, (_, iv, handle, value)) in entries.into_iter().enumerate() {
         if i % BUILD_SLICE == BUILD_SLICE - 1 {
             let_others_run(py);
@@ -160,7 +166,7 @@ fn entries_list(py: Python<'_>, entries: Vec<Entry>) -> PyResult<Bound<'_, PyLis
             }
             None => PyTuple::new(py, [start, last, value])?,
         };
-        rows.append(tuple)?;
+        rows.set_item(i, tuple)?;
     }
     Ok(rows)
 }
