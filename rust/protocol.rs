@@ -167,14 +167,17 @@ pub struct Protocol<P> {
     /// attached since: a start inside it hits nothing either, and skips the walk (guest writes
     /// repeat: an emulator invalidates the same unwatched page over and over, or the pages of
     /// one unwatched buffer one after another). Removals only take intervals away, so they
-    /// keep it. It is the range of the last start that hit nothing, or, once two starts in a
-    /// row hit nothing, the whole gap around the second one ([`IntervalTree::gap_around`]).
+    /// keep it. It is the range of the last start that walked and hit nothing, or the whole
+    /// gap around a later start near it ([`NEAR_EMPTY`]).
     known_empty: Option<Interval>,
-    /// Whether the last start that looked at the tree found nothing: the next one expects
-    /// nothing too, and looks for the gap around its range (one descent, which answers
-    /// whether there is a hit as well) before walking; a stream of hits never pays for it.
-    missed: bool,
 }
+
+/// How close (in bytes) to the known-empty range a start must come for it to look for the
+/// whole gap around its range ([`IntervalTree::gap_around`]: one descent, about 1.15x a walk's
+/// cost, which also tells whether there is a hit) instead of walking: a run of stores through
+/// an unwatched buffer lands within a page of the last one, and then walks once, not once per
+/// store. Starts elsewhere (streams of hits, scattered misses) walk as before and pay nothing.
+const NEAR_EMPTY: u64 = 4096;
 
 impl<P> Default for Protocol<P> {
     fn default() -> Self {
@@ -195,7 +198,6 @@ impl<P> Protocol<P> {
             has_itree: false,
             released: false,
             known_empty: None,
-            missed: false,
         }
     }
 
@@ -273,11 +275,17 @@ impl<P> Protocol<P> {
     ) -> Started {
         // A range inside one known empty overlaps nothing: counted, no walk, and no change to
         // `seq` (R12), exactly what the walk would conclude.
-        let mut walk = !self.known_empty.is_some_and(|empty| empty.encloses(query));
-        if walk && self.missed {
-            if let Some(gap) = self.tree.gap_around(query) {
-                self.known_empty = Some(gap);
+        let mut walk = true;
+        if let Some(empty) = self.known_empty {
+            if empty.encloses(query) {
                 walk = false;
+            } else if query.start() <= empty.last().saturating_add(NEAR_EMPTY)
+                && empty.start() <= query.last().saturating_add(NEAR_EMPTY)
+            {
+                if let Some(gap) = self.tree.gap_around(query) {
+                    self.known_empty = Some(gap);
+                    walk = false;
+                }
             }
         }
         let started = self.start_over(on_hit, |tree, visit| {
@@ -285,11 +293,8 @@ impl<P> Protocol<P> {
                 tree.for_each_overlap_mut(query, visit);
             }
         });
-        if walk {
-            self.missed = started.hits == 0;
-            if self.missed {
-                self.known_empty = Some(query);
-            }
+        if walk && started.hits == 0 {
+            self.known_empty = Some(query);
         }
         started
     }

@@ -342,16 +342,15 @@ fn batch_starts_on_found_hits_match_walking_starts() {
 }
 
 #[test]
-fn a_second_start_in_a_row_that_hits_nothing_learns_the_whole_gap() {
+fn a_start_near_a_known_empty_range_learns_the_whole_gap() {
     // Subscriptions at [0x1000, 0x1fff] and [0x9000, 0x9fff]: the gap between them is
-    // [0x2000, 0x8fff]. Stores to consecutive words of the gap: the first walks (the start
-    // before it hit), the second finds the gap, the rest skip the walk.
+    // [0x2000, 0x8fff]. Stores to consecutive words of the gap: the first walks, the second
+    // (next to the first) finds the gap, the rest skip the walk.
     let mut p = Protocol::new();
     p.insert(iv(0x1000, 0x1000), false, "low").unwrap();
     p.insert(iv(0x9000, 0x1000), false, "high").unwrap();
     assert_eq!(start(&mut p, range(0x1800, 0x1808)).1, vec!["low"]);
     end(&mut p);
-    assert!(!p.missed);
     let store = |at: u64| range(at, at + 8);
     assert!(start(&mut p, store(0x4000)).1.is_empty());
     end(&mut p);
@@ -366,14 +365,24 @@ fn a_second_start_in_a_row_that_hits_nothing_learns_the_whole_gap() {
         end(&mut p);
     }
     assert_eq!(p.seq(), seq, "no start began writing (R12)");
-    // A start expecting nothing that does hit walks after all, and stops expecting.
+    // A start near the gap that does hit walks after all; the gap stays known.
     assert_eq!(start(&mut p, range(0x8ff8, 0x9008)).1, vec!["high"]);
     end(&mut p);
-    assert!(!p.missed);
-    // An attach inside the gap forgets it (the known-empty rule, test below).
-    p.insert(iv(0x5000, 0x1000), false, "mid").unwrap();
+    assert_eq!(p.known_empty, Some(Interval::new(0x2000, 0x8fff).unwrap()));
+    // A start far from it walks, and its range becomes the known-empty one.
+    assert!(start(&mut p, store(0x40_0000)).1.is_empty());
+    end(&mut p);
+    assert_eq!(
+        p.known_empty,
+        Some(Interval::new(0x40_0000, 0x40_0007).unwrap())
+    );
+    assert!(start(&mut p, store(0x3000)).1.is_empty());
+    end(&mut p);
+    assert_eq!(p.known_empty, Some(Interval::new(0x3000, 0x3007).unwrap()));
+    // An attach over it forgets it (the known-empty rule, test below).
+    p.insert(iv(0x3000, 0x1000), false, "mid").unwrap();
     assert_eq!(p.known_empty, None);
-    assert_eq!(start(&mut p, store(0x5800)).1, vec!["mid"]);
+    assert_eq!(start(&mut p, store(0x3800)).1, vec!["mid"]);
     end(&mut p);
 }
 

@@ -347,7 +347,6 @@ impl<const N: usize> Node<N> {
     }
 
     /// The largest `last` of the entries in `mask` (a subset of the live ones); 0 for none.
-    /// Branch-free over all `N` entries.
     #[inline(always)]
     #[allow(
         clippy::inline_always,
