@@ -56,12 +56,12 @@ pub(crate) fn prefetch_ptr<T>(target: *const T) {
 /// `vectorised!(body)`: run `body` compiled for AVX2 (with POPCNT and BMI1/2, which every AVX2
 /// CPU has) when the CPU has them, so that every [`Node::hits`] inside inlines its vector scan
 /// and every `count_ones` is one instruction (an insert's place in a node is a popcount: the
-/// baseline's bit-twiddling version was a third of each level of its descent). A query's entry point wraps its whole walk in
-/// this: compiled for the `x86_64` baseline, each scan is an out-of-line call (a function with
-/// more target features than its caller is never inlined into it), and a walk is a chain of
-/// short scans. The body is forced inline into both variants (as a closure called from two
-/// places it would stay out of line in both, baseline code); the check is one load of a cached
-/// flag.
+/// baseline's bit-twiddling version was a third of each level of its descent). A query's entry
+/// point wraps its whole walk in this: compiled for the `x86_64` baseline, each scan is an
+/// out-of-line call (a function with more target features than its caller is never inlined
+/// into it), and a walk is a chain of short scans. The body is forced inline into both
+/// variants (as a closure called from two places it would stay out of line in both, baseline
+/// code); the check is one load of a cached flag.
 macro_rules! vectorised {
     ($($body:tt)*) => {
         $crate::tree::run_vectorised(

@@ -85,42 +85,33 @@ def run_mm_worker(name: str, cfg: dict[str, Any], sink: Sink) -> None:
                     return run
 
                 sink.result(f"no-hit start+end ({where}) @{size}", time_batches(pair, ops, rep), subs=size)
+            def no_hit_pairs(label: str, ranges: list[Any]) -> None:
+                """Time start+end over ``ranges`` in turn, none of which may hit."""
+
+                def batch(rr: int) -> Callable[[], None]:
+                    def run() -> None:
+                        for r in ranges:
+                            start(r)
+                            end(r)
+
+                    return run
+
+                batch(0)()
+                if mm.drain_invalidated() or mm.invalidate_seq % 2 or mm.active_invalidate_ranges:
+                    raise WrongAnswer(f"{name}: a no-hit range ({label}) invalidated something")
+                sink.result(f"no-hit start+end ({label}) @{size}", time_batches(batch, len(ranges), rep), subs=size)
+
             # The rows above repeat one range, which a start that remembers its last empty range
             # answers without a walk; distinct gaps, one after another, measure the walk.
             distinct = [RangeCls(a, b) for a, b in _find_gaps(oracle, SEED + 11, 256)]
-            stream = distinct * (ops // len(distinct))
-
-            def gaps(rr: int) -> Callable[[], None]:
-                def run() -> None:
-                    for r in stream:
-                        start(r)
-                        end(r)
-
-                return run
-
-            gaps(0)()
-            if mm.drain_invalidated() or mm.invalidate_seq % 2 or mm.active_invalidate_ranges:
-                raise WrongAnswer(f"{name}: a gap range invalidated something")
-            sink.result(f"no-hit start+end (distinct gaps) @{size}", time_batches(gaps, len(stream), rep), subs=size)
+            no_hit_pairs("distinct gaps", distinct * (ops // len(distinct)))
             # A guest filling an unwatched buffer: 8-byte stores one after another through the
             # widest of the first 32 of those gaps (round again at its end), each a range of
             # its own.
             width, lo = max((_gap_width(oracle, a), a) for a, _ in _find_gaps(oracle, SEED + 11, 32))
             words = min(ops, width // 8)
             stores = [RangeCls(lo + 8 * (i % words), lo + 8 * (i % words) + 8) for i in range(ops)]
-
-            def fill(rr: int) -> Callable[[], None]:
-                def run() -> None:
-                    for r in stores:
-                        start(r)
-                        end(r)
-
-                return run
-
-            fill(0)()
-            if mm.drain_invalidated() or mm.invalidate_seq % 2 or mm.active_invalidate_ranges:
-                raise WrongAnswer(f"{name}: a store to a gap invalidated something")
-            sink.result(f"no-hit start+end (sequential stores in a gap) @{size}", time_batches(fill, ops, rep), subs=size)
+            no_hit_pairs("sequential stores in a gap", stores)
             if native:
                 _empty_calls(mm, ops, rep, size, sink)
 
