@@ -145,13 +145,7 @@ const ATTACHED_WALK: usize = 1 << 12;
 /// `handles`; no lock is held. A long answer lets other threads run every [`BUILD_SLICE`]
 /// entries, so that it stalls none of them for long.
 fn entries_list(py: Python<'_>, entries: Vec<Entry>) -> PyResult<Bound<'_, PyList>> {
-    // The list has its final length from the start (no reallocation as it grows); it holds
-    // `None` until each row is built, so that whatever runs meanwhile (another thread, a
-    // collection's callbacks) never sees it half-built.
-    let rows = PyList::new(
-        py,
-        std::iter::repeat_n(py.None().into_bound(py), entries.len()),
-    )?;
+    let rows = PyList::empty(py);
     for (i, (_, iv, handle, value)) in entries.into_iter().enumerate() {
         if i % BUILD_SLICE == BUILD_SLICE - 1 {
             let_others_run(py);
@@ -166,7 +160,7 @@ fn entries_list(py: Python<'_>, entries: Vec<Entry>) -> PyResult<Bound<'_, PyLis
             }
             None => PyTuple::new(py, [start, last, value])?,
         };
-        rows.set_item(i, tuple)?;
+        rows.append(tuple)?;
     }
     Ok(rows)
 }
