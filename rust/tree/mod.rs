@@ -382,6 +382,20 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     /// child start no later than `q`'s last, so their largest last bounds the gap from below
     /// (or, reaching `q`, is a hit), and the child after it bounds the gap from above. A range
     /// inside the answer overlaps nothing either, until an interval overlapping it is attached.
+    ///
+    /// ```
+    /// use mmn_fast::{Interval, IntervalTree};
+    ///
+    /// # fn main() -> Result<(), mmn_fast::Error> {
+    /// let mut tree = IntervalTree::new();
+    /// tree.insert(Interval::new(0x1000, 0x1fff)?, "low");
+    /// tree.insert(Interval::new(0x9000, 0x9fff)?, "high");
+    /// let store = Interval::from_start_length(0x4000, 8)?;
+    /// assert_eq!(tree.gap_around(store), Some(Interval::new(0x2000, 0x8fff)?));
+    /// assert_eq!(tree.gap_around(Interval::new(0x1ff8, 0x2007)?), None); // hits "low"
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn gap_around(&self, q: Interval) -> Option<Interval> {
         let (qs, ql) = (q.start(), q.last());
         if self.root == NIL {
