@@ -34,7 +34,13 @@ from mmn_fast._tools.bench.data import (
     random_queries,
 )
 from mmn_fast._tools.bench.measure import size_of
-from mmn_fast._tools.bench.notifier_workloads import _find_gap, _find_gaps, _mm_classes, _ranges
+from mmn_fast._tools.bench.notifier_workloads import (
+    _find_gap,
+    _find_gaps,
+    _gap_width,
+    _mm_classes,
+    _ranges,
+)
 from mmn_fast._tools.bench.peers import ADAPTERS, MODULES, Adapter
 from mmn_fast._tools.bench.tree_workloads import _churn_check, _rebuild
 
@@ -190,9 +196,10 @@ def test_churn(benchmark: Any, data: dict[str, Any], name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NOTIFIER_TARGETS)
-@pytest.mark.parametrize("where", ["outside span", "in a gap", "distinct gaps"])
+@pytest.mark.parametrize("where", ["outside span", "in a gap", "distinct gaps", "sequential stores"])
 def test_nohit_invalidation(benchmark: Any, data: dict[str, Any], name: str, where: str) -> None:
-    """One range 1000 times (outside the span, in a gap), or 1000 ranges each in its own gap."""
+    """One range 1000 times (outside the span, in a gap), 1000 ranges each in its own gap, or
+    1000 8-byte stores one after another through one gap."""
     _require(name)
     MM, Range = _mm_classes(name)
     mm = MM()
@@ -202,8 +209,12 @@ def test_nohit_invalidation(benchmark: Any, data: dict[str, Any], name: str, whe
         ranges = [Range(OUTSIDE, OUTSIDE + PAGE)] * 1000
     elif where == "in a gap":
         ranges = [Range(*_find_gap(data["oracle"], SEED + 11))] * 1000
-    else:
+    elif where == "distinct gaps":
         ranges = [Range(a, b) for a, b in _find_gaps(data["oracle"], SEED + 11, 1000)]
+    else:
+        lo = _find_gap(data["oracle"], SEED + 11)[0]
+        words = min(1000, _gap_width(data["oracle"], lo) // 8)
+        ranges = [Range(lo + 8 * (i % words), lo + 8 * (i % words) + 8) for i in range(1000)]
     start, end = mm.invalidate_range_start, mm.invalidate_range_end
     for r in ranges:
         start(r)

@@ -176,7 +176,8 @@ pub struct Protocol<P> {
 /// whole gap around its range ([`IntervalTree::gap_around`]: one descent, about 1.15x a walk's
 /// cost, which also tells whether there is a hit) instead of walking: a run of stores through
 /// an unwatched buffer lands within a page of the last one, and then walks once, not once per
-/// store. Starts elsewhere (streams of hits, scattered misses) walk as before and pay nothing.
+/// store. Starts elsewhere (streams of hits, scattered misses) walk as before and pay nothing;
+/// a start near it that does hit pays for both (stores within a page past a gap's end).
 const NEAR_EMPTY: u64 = 4096;
 
 impl<P> Default for Protocol<P> {

@@ -230,7 +230,7 @@ def _find_gaps(oracle: BruteForce, seed: int, k: int) -> list[tuple[int, int]]:
 
 
 def _gap_width(oracle: BruteForce, lo: int) -> int:
-    """Bytes of empty space from ``lo`` (the start of a gap) on, in powers of two from a page
+    """Bytes of empty space from ``lo`` (an empty page) on, in powers of two from a page
     to 1 MiB (enough for the stores)."""
     width = PAGE
     while width < 1 << 20 and oracle.count(lo, lo + 2 * width - 1) == 0:
