@@ -173,7 +173,7 @@ pub struct Protocol<P> {
 }
 
 /// How close (in bytes) to the known-empty range a start must come for it to look for the
-/// whole gap around its range ([`IntervalTree::gap_around`]: one descent, about 1.15x a walk's
+/// whole gap around its range ([`IntervalTree::gap_around`]: one descent, about 1.1x a walk's
 /// cost, which also tells whether there is a hit) instead of walking: a run of stores through
 /// an unwatched buffer lands within a page of the last one, and then walks once, not once per
 /// store. Starts elsewhere (streams of hits, scattered misses) walk as before and pay nothing;

@@ -81,7 +81,7 @@ use std::mem;
 use crate::interval::Interval;
 
 pub use batch::Found;
-use node::{low_bits, Node};
+use node::Node;
 #[cfg(feature = "python")]
 pub(crate) use node::{prefetch, prefetch_ptr};
 pub(crate) use node::{run_vectorised, vectorised};
@@ -405,10 +405,10 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
             // `lo`: one past the largest last seen so far; `hi`: the smallest start after `ql`,
             // less one.
             let (mut lo, mut hi) = (0, u64::MAX);
-            // `last`, the largest last of `count` entries starting at or before `ql`, must not
-            // reach `qs` (else `None`); it bounds the gap from below.
-            let mut before = |last: u64, count: usize| {
-                if count > 0 {
+            // The lasts of entries starting at or before `ql`: none may reach `qs` (else
+            // `None`), and the largest bounds the gap from below.
+            let mut before = |lasts: &[u64]| {
+                if let Some(last) = lasts.iter().copied().max() {
                     if last >= qs {
                         return None;
                     }
@@ -416,13 +416,18 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
                 }
                 Some(())
             };
+            // A node's live keys and how many are at or before `ql`: the next one bounds the
+            // gap from above.
+            let mut after = |keys: &[u64], upto: usize| {
+                if let Some(&next) = keys.get(upto) {
+                    hi = hi.min(next - 1); // next > ql >= 0
+                }
+            };
             let mut node = self.root;
             for _ in 0..self.height {
                 let n = &self.inners[node as usize];
                 let upto = n.upper_bound(ql);
-                if upto < n.len() {
-                    hi = hi.min(n.keys[upto] - 1); // keys[upto] > ql >= 0
-                }
+                after(&n.keys[..n.len()], upto);
                 // The last child starting at or before `ql` is the path; when nothing in it
                 // reaches `qs`, nothing in it starts after `ql` either (a start after `ql` is
                 // at least `qs`), so this level settles both bounds, as the walk stops here.
@@ -430,18 +435,16 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
                     return Some((lo, hi)); // every interval starts after `ql` (at the root only)
                 };
                 if n.lasts[path] < qs {
-                    before(n.max_last_of(low_bits(upto)), upto)?;
+                    before(&n.lasts[..upto])?;
                     return Some((lo, hi));
                 }
-                before(n.max_last_of(low_bits(path)), path)?;
+                before(&n.lasts[..path])?;
                 node = n.ids[path];
             }
             let leaf = &self.leaves[node as usize];
             let upto = leaf.upper_bound(ql);
-            if upto < leaf.len() {
-                hi = hi.min(leaf.keys[upto] - 1);
-            }
-            before(leaf.max_last_of(low_bits(upto)), upto)?;
+            after(&leaf.keys[..leaf.len()], upto);
+            before(&leaf.lasts[..upto])?;
             Some((lo, hi))
         }?;
         Interval::new(lo, hi).ok()

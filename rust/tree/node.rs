@@ -120,7 +120,7 @@ fn use_avx2() -> bool {
 
 /// The `n` lowest bits set.
 #[inline]
-pub(super) const fn low_bits(n: usize) -> u64 {
+const fn low_bits(n: usize) -> u64 {
     if n >= 64 {
         u64::MAX
     } else {
@@ -344,21 +344,6 @@ impl<const N: usize> Node<N> {
     #[inline]
     pub fn max_last(&self) -> u64 {
         self.lasts[..self.len()].iter().fold(0, |m, &l| m.max(l))
-    }
-
-    /// The largest `last` of the entries in `mask` (a subset of the live ones); 0 for none.
-    #[inline(always)]
-    #[allow(
-        clippy::inline_always,
-        reason = "inlined into the AVX2 frame of `vectorised!`"
-    )]
-    pub fn max_last_of(&self, mask: u64) -> u64 {
-        let mut max = 0;
-        for i in 0..N {
-            let last = if mask >> i & 1 == 1 { self.lasts[i] } else { 0 };
-            max = max.max(last);
-        }
-        max
     }
 
     /// Overwrite entry `i` (live).
