@@ -37,6 +37,7 @@ from mmn_fast._tools.bench.measure import size_of
 from mmn_fast._tools.bench.notifier_workloads import (
     _find_gap,
     _find_gaps,
+    _free_pages,
     _gap_width,
     _mm_classes,
     _ranges,
@@ -196,10 +197,13 @@ def test_churn(benchmark: Any, data: dict[str, Any], name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NOTIFIER_TARGETS)
-@pytest.mark.parametrize("where", ["outside span", "in a gap", "distinct gaps", "sequential stores"])
+@pytest.mark.parametrize(
+    "where", ["outside span", "in a gap", "distinct gaps", "sequential stores", "scattered pages"]
+)
 def test_nohit_invalidation(benchmark: Any, data: dict[str, Any], name: str, where: str) -> None:
-    """One range 1000 times (outside the span, in a gap), 1000 ranges each in its own gap, or
-    1000 8-byte stores one after another through one gap."""
+    """One range 1000 times (outside the span, in a gap), 1000 ranges each in its own gap,
+    1000 8-byte stores one after another through one gap, or 8192 distinct pages (more than
+    the native notifier's page cache holds: each walks)."""
     _require(name)
     MM, Range = _mm_classes(name)
     mm = MM()
@@ -211,6 +215,8 @@ def test_nohit_invalidation(benchmark: Any, data: dict[str, Any], name: str, whe
         ranges = [Range(*_find_gap(data["oracle"], SEED + 11))] * 1000
     elif where == "distinct gaps":
         ranges = [Range(a, b) for a, b in _find_gaps(data["oracle"], SEED + 11, 1000)]
+    elif where == "scattered pages":
+        ranges = [Range(a, b) for a, b in _free_pages(data["starts"], data["lasts"], 8192, SEED + 15)]
     else:
         lo = _find_gap(data["oracle"], SEED + 11)[0]
         words = min(1000, _gap_width(data["oracle"], lo) // 8)
@@ -226,7 +232,7 @@ def test_nohit_invalidation(benchmark: Any, data: dict[str, Any], name: str, whe
             start(r)
             end(r)
 
-    benchmark.group = f"no-hit start+end x1000 ({where})"
+    benchmark.group = f"no-hit start+end x{len(ranges)} ({where})"
     benchmark(run)
 
 

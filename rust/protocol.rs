@@ -45,9 +45,12 @@
 //! (the 5.18 fix, D4 — the waiter's condition [`Protocol::seq_changed`] is read under the same
 //! lock as the end that applies the list).
 
+mod empty_pages;
+
 use crate::error::Error;
 use crate::interval::Interval;
 use crate::tree::{Found, Handle, IntervalTree};
+use empty_pages::EmptyPages;
 
 /// The identity of one subscription: its node in the tree's arena. It stays the same while a
 /// deferred insert waits detached and after it is attached.
@@ -170,6 +173,9 @@ pub struct Protocol<P> {
     /// keep it. It is the range of the last start that walked and hit nothing, or the whole
     /// gap around a later start near it ([`NEAR_EMPTY`]).
     known_empty: Option<Interval>,
+    /// Single pages whose last start hit nothing, under the same rule, for starts that come
+    /// back to scattered pages ([`EmptyPages`]).
+    empty_pages: EmptyPages,
 }
 
 /// How close (in bytes) to the known-empty range a start must come for it to look for the
@@ -199,6 +205,7 @@ impl<P> Protocol<P> {
             has_itree: false,
             released: false,
             known_empty: None,
+            empty_pages: EmptyPages::default(),
         }
     }
 
@@ -275,18 +282,23 @@ impl<P> Protocol<P> {
         on_hit: impl FnMut(SubKey, Interval, &mut Sub<P>, u64),
     ) -> Started {
         // A range inside one known empty overlaps nothing: counted, no walk, and no change to
-        // `seq` (R12), exactly what the walk would conclude.
+        // `seq` (R12), exactly what the walk would conclude. A start that misses it near a
+        // range that did miss looks for the whole gap around it instead of walking.
+        let page = EmptyPages::page_of(query);
+        let in_page = page.and_then(|p| self.empty_pages.get(p));
+        let encloses = |empty: Option<Interval>| empty.is_some_and(|e| e.encloses(query));
         let mut walk = true;
-        if let Some(empty) = self.known_empty {
-            if empty.encloses(query) {
+        if encloses(in_page) || encloses(self.known_empty) {
+            walk = false;
+        } else if in_page.is_some()
+            || self.known_empty.is_some_and(|e| {
+                query.start() <= e.last().saturating_add(NEAR_EMPTY)
+                    && e.start() <= query.last().saturating_add(NEAR_EMPTY)
+            })
+        {
+            if let Some(gap) = self.tree.gap_around(query) {
+                self.learn_empty(gap, page);
                 walk = false;
-            } else if query.start() <= empty.last().saturating_add(NEAR_EMPTY)
-                && empty.start() <= query.last().saturating_add(NEAR_EMPTY)
-            {
-                if let Some(gap) = self.tree.gap_around(query) {
-                    self.known_empty = Some(gap);
-                    walk = false;
-                }
             }
         }
         let started = self.start_over(on_hit, |tree, visit| {
@@ -295,9 +307,17 @@ impl<P> Protocol<P> {
             }
         });
         if walk && started.hits == 0 {
-            self.known_empty = Some(query);
+            self.learn_empty(query, page);
         }
         started
+    }
+
+    /// `empty` (around a start's range, in `page` when it lies in one) overlaps no subscription.
+    fn learn_empty(&mut self, empty: Interval, page: Option<u64>) {
+        self.known_empty = Some(empty);
+        if let Some(p) = page {
+            self.empty_pages.remember(p, empty);
+        }
     }
 
     /// `iv` is about to enter the tree: forget a known-empty range it overlaps.
@@ -305,6 +325,7 @@ impl<P> Protocol<P> {
         if self.known_empty.is_some_and(|empty| empty.overlaps(iv)) {
             self.known_empty = None;
         }
+        self.empty_pages.forget(iv);
     }
 
     /// The hits of every range of a batch, for [`Protocol::start_found`]: one interleaved walk
@@ -581,7 +602,7 @@ impl<P> Protocol<P> {
                 return Err(format!("deferred key {key:?} in the wrong state"));
             }
         }
-        if let Some(empty) = self.known_empty {
+        for empty in self.known_empty.into_iter().chain(self.empty_pages.ranges()) {
             if self.tree.any_overlap(empty) {
                 return Err(format!(
                     "{empty:?} is known empty but overlaps a subscription"

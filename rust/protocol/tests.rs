@@ -387,6 +387,54 @@ fn a_start_near_a_known_empty_range_learns_the_whole_gap() {
 }
 
 #[test]
+fn starts_that_come_back_to_scattered_pages_learn_each_page() {
+    // Stores to three pages in turn, with subscriptions between them, so that the one
+    // known-empty range (around the last miss) never covers the next store. Page 0x7_0000's
+    // upper half holds a subscription.
+    let mut p = Protocol::new();
+    p.insert(iv(0x7_0800, 0x800), false, "upper").unwrap();
+    for at in [0x10_0000, 0x100_0000, 0x4000_0000] {
+        p.insert(iv(at, 0x1000), false, "between").unwrap();
+    }
+    let pages = [0x7_0000, 0x50_0000, 0x3000_0000];
+    let store = |page: u64, word: u64| range(page + 8 * word, page + 8 * word + 8);
+    let held = |p: &Protocol<_>, page: u64| p.empty_pages.get(page >> 12);
+    // First round: each store walks, and its entry holds that store's range.
+    for page in pages {
+        assert!(start(&mut p, store(page, 0)).1.is_empty());
+        end(&mut p);
+        assert_eq!(held(&p, page), Some(store(page, 0)));
+    }
+    // Second round, another word: the gap around it, within its page.
+    for page in pages {
+        assert!(start(&mut p, store(page, 1)).1.is_empty());
+        end(&mut p);
+    }
+    assert_eq!(held(&p, pages[0]), Some(range(0x7_0000, 0x7_0800)));
+    assert_eq!(held(&p, pages[1]), Some(range(0x50_0000, 0x50_1000)));
+    p.check_invariants().unwrap();
+    // From here on stores in what is held skip the walk and change nothing (R12).
+    let seq = p.seq();
+    for word in 0..256 {
+        for page in pages {
+            assert!(start(&mut p, store(page, word)).1.is_empty());
+            end(&mut p);
+        }
+    }
+    assert_eq!(p.seq(), seq);
+    assert_eq!(held(&p, pages[2]), Some(range(0x3000_0000, 0x3000_1000)));
+    // A store into the subscription's half of the page walks and hits it.
+    assert_eq!(start(&mut p, store(pages[0], 0x100)).1, vec!["upper"]);
+    end(&mut p);
+    // An attach into a page held (idle here) forgets its entry: the next store there hits.
+    p.insert(iv(0x50_0100, 0x10), false, "new").unwrap();
+    assert_eq!(held(&p, pages[1]), None);
+    assert_eq!(start(&mut p, store(pages[1], 0x20)).1, vec!["new"]);
+    end(&mut p);
+    p.check_invariants().unwrap();
+}
+
+#[test]
 fn a_known_empty_range_is_forgotten_by_every_attach_that_overlaps_it() {
     // A start that hits nothing lets the next start inside its range skip the walk: each way
     // an interval can enter the tree (idle, partially excluded, deferred then attached by the

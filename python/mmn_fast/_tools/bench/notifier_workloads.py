@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import gc
 import random
 import sys
@@ -102,9 +103,13 @@ def run_mm_worker(name: str, cfg: dict[str, Any], sink: Sink) -> None:
                 sink.result(f"no-hit start+end ({label}) @{size}", time_batches(batch, len(ranges), rep), subs=size)
 
             # The rows above repeat one range, which a start that remembers its last empty range
-            # answers without a walk; distinct gaps, one after another, measure the walk.
+            # answers without a walk. Pages in a few hundred distinct gaps, in turn, are what
+            # the native notifier's page cache holds; as many distinct pages as there are
+            # pairs (more than it holds) measure the walk.
             distinct = [RangeCls(a, b) for a, b in _find_gaps(oracle, SEED + 11, 256)]
             no_hit_pairs("distinct gaps", distinct * (ops // len(distinct)))
+            scattered = [RangeCls(a, b) for a, b in _free_pages(starts, lasts, ops, SEED + 15)]
+            no_hit_pairs("scattered pages, each once a pass", scattered)
             # A guest filling an unwatched buffer: 8-byte stores one after another through the
             # widest of the first 32 of those gaps (round again at its end), each a range of
             # its own.
@@ -227,6 +232,34 @@ def _find_gaps(oracle: BruteForce, seed: int, k: int) -> list[tuple[int, int]]:
         if oracle.count(s, s + PAGE - 1) == 0:
             found.setdefault(s, (s, s + PAGE))
     return list(found.values())
+
+
+def _free_pages(starts: list[int], lasts: list[int], k: int, seed: int) -> list[tuple[int, int]]:
+    """``k`` distinct one-page ranges ``[start, end)`` that overlap no interval, in random
+    order: thousands of them (against the intervals' union, not a brute-force count each; the
+    first few are checked against the brute force all the same)."""
+    union_starts: list[int] = []
+    union_lasts: list[int] = []
+    for s, l in sorted(zip(starts, lasts, strict=True)):
+        if union_lasts and s <= union_lasts[-1] + 1:
+            union_lasts[-1] = max(union_lasts[-1], l)
+        else:
+            union_starts.append(s)
+            union_lasts.append(l)
+    rng = random.Random(seed)
+    found: dict[int, tuple[int, int]] = {}
+    while len(found) < k:
+        a = rng.randrange(SPACE_PAGES) * PAGE
+        # The last piece of the union that starts within the page or before it is the only
+        # one that can reach into it (pieces are disjoint and sorted).
+        i = bisect.bisect_right(union_starts, a + PAGE - 1) - 1
+        if i < 0 or union_lasts[i] < a:
+            found.setdefault(a, (a, a + PAGE))
+    pages = list(found.values())
+    oracle = BruteForce(starts, lasts)
+    if any(oracle.count(a, b - 1) for a, b in pages[:20]):
+        raise WrongAnswer("_free_pages found a page that overlaps an interval")
+    return pages
 
 
 def _gap_width(oracle: BruteForce, lo: int) -> int:
