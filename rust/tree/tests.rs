@@ -703,20 +703,25 @@ fn bulk_sort_orders_by_start_then_input_order() {
     // The radix sort against a comparison sort: ties (few distinct low digits), page-aligned
     // starts (a skipped digit), the whole u64 range, and the small-input path.
     let mut rand = xorshift(0x2545_f491_4f6c_dd1d);
-    for (n, shape) in [(100, 0), (5000, 0), (5000, 1), (5000, 2)] {
-        let mut order: Vec<(u64, u64, u32)> = (0..n)
+    // Small and large, few distinct starts, page-aligned, any u64, one outlier above a
+    // crowd (one bucket holds nearly all), and starts at both ends of u64.
+    for (n, shape) in [(100, 0), (5000, 0), (5000, 1), (5000, 2), (5000, 3), (5000, 4)] {
+        let mut order: Vec<(u64, u32)> = (0..n)
             .map(|i| {
                 let r = rand();
                 let start = match shape {
                     0 => r % 97,
                     1 => (r % (1 << 28)) << 12,
-                    _ => r,
+                    2 => r,
+                    3 if i == 7 => u64::MAX,
+                    3 => r % 1000,
+                    _ => [0, u64::MAX, r][usize::try_from(r % 3).unwrap()],
                 };
-                (start, r, i)
+                (start, i)
             })
             .collect();
         let mut want = order.clone();
-        want.sort_unstable_by_key(|&(start, _, i)| (start, i));
+        want.sort_unstable_by_key(|&(start, i)| (start, i));
         update::sort_by_start(&mut order);
         assert_eq!(order, want, "n={n} shape={shape}");
     }

@@ -28,26 +28,26 @@ macro_rules! with_arena {
 /// Bits per digit of [`sort_by_start`]'s radix sort.
 const DIGIT_BITS: u32 = 11;
 
-/// Sort `(start, last, index)` by start, ties by index (the input is in index order): a stable
+/// Sort `(start, index)` by start, ties by index (the input is in index order): a stable
 /// LSD radix sort on `start`, skipping the digits every start shares (page-aligned or small
 /// coordinates need 3 of its 6 passes); a few passes over the data instead of a comparison
 /// sort's ~log2(n) compares per item, which were most of `bulk_build`'s cost.
-pub(super) fn sort_by_start(order: &mut Vec<(u64, u64, u32)>) {
+pub(super) fn sort_by_start(order: &mut Vec<(u64, u32)>) {
     const BUCKETS: usize = 1 << DIGIT_BITS;
     const DIGITS: usize = 64_usize.div_ceil(DIGIT_BITS as usize);
     if order.len() < 256 {
-        order.sort_by_key(|&(start, _, _)| start); // stable: ties keep index order
+        order.sort_by_key(|&(start, _)| start); // stable: ties keep index order
         return;
     }
     #[allow(clippy::cast_possible_truncation, reason = "masked to DIGIT_BITS bits")]
     let digit = |key: u64, d: usize| ((key >> (d as u32 * DIGIT_BITS)) as usize) & (BUCKETS - 1);
     let mut counts = vec![[0_usize; BUCKETS]; DIGITS];
-    for &(start, _, _) in order.iter() {
+    for &(start, _) in order.iter() {
         for (d, count) in counts.iter_mut().enumerate() {
             count[digit(start, d)] += 1;
         }
     }
-    let mut scratch = vec![(0, 0, 0); order.len()];
+    let mut scratch = vec![(0, 0); order.len()];
     for (d, count) in counts.iter_mut().enumerate() {
         if count.contains(&order.len()) {
             continue; // every start has this digit: the pass would not move anything
@@ -470,30 +470,33 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
         let Some(n) = u32::try_from(items.len()).ok().filter(|&n| n != NIL) else {
             panic!("IntervalTree: more than u32::MAX - 1 slots");
         };
-        let mut order: Vec<(u64, u64, u32)> = items
+        // Starts and indices only (the lasts are read from `items` when the leaves are
+        // filled): the sort moves 16 bytes an item, and its two arrays are a third smaller.
+        let mut order: Vec<(u64, u32)> = items
             .iter()
             .zip(0..n)
-            .map(|((iv, _), i)| (iv.start(), iv.last(), i))
+            .map(|((iv, _), i)| (iv.start(), i))
             .collect();
         sort_by_start(&mut order);
         let mut tree = Self::with_capacity(order.len());
-        for (_, value) in items {
-            tree.slots.allocate(value);
-        }
         tree.len = order.len();
         if order.is_empty() {
             return tree;
         }
-        // Level 0: the leaves, in order.
+        // Level 0: the leaves, in order; their slots (in input order) once `items` is read.
         let mut level_nodes: Vec<u32> = Vec::with_capacity(order.len().div_ceil(L));
         for chunk in order.chunks(L) {
             let mut leaf = Node::empty(NIL);
-            for &(start, last, slot) in chunk {
-                leaf.push((start, last), slot);
+            for &(start, slot) in chunk {
+                leaf.push((start, items[slot as usize].0.last()), slot);
             }
-            let id = alloc(&mut tree.leaves, &mut tree.free_leaves, leaf);
-            tree.adopt(0, id, 0..chunk.len());
-            level_nodes.push(id);
+            level_nodes.push(alloc(&mut tree.leaves, &mut tree.free_leaves, leaf));
+        }
+        for (_, value) in items {
+            tree.slots.allocate(value);
+        }
+        for (&leaf, chunk) in level_nodes.iter().zip(order.chunks(L)) {
+            tree.adopt(0, leaf, 0..chunk.len());
         }
         // Inner levels until one node is left, always at least one above the leaves.
         let mut level = 0;

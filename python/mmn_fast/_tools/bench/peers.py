@@ -383,8 +383,9 @@ class AiList(Adapter):
         ids = np.arange(len(starts), dtype=np.int64)
 
         def build() -> Any:
-            t = ailist.AIList()
-            t.from_array(a, b, ids)
+            # `from_array` returns a new AIList (its docstring says "inplace", but the one it is
+            # called on stays empty).
+            t = ailist.AIList().from_array(a, b, ids)
             t.construct()
             return t
 
