@@ -173,8 +173,8 @@ pub struct Protocol<P> {
     /// keep it. It is the range of the last start that walked and hit nothing, or the whole
     /// gap around a later start near it ([`NEAR_EMPTY`]).
     known_empty: Option<Interval>,
-    /// Single pages whose last start hit nothing, under the same rule, for starts that come
-    /// back to scattered pages ([`EmptyPages`]).
+    /// Known-empty ranges by page, under the same rule, for starts that come back to
+    /// scattered pages whatever came between ([`EmptyPages`]).
     empty_pages: EmptyPages,
 }
 
@@ -182,8 +182,9 @@ pub struct Protocol<P> {
 /// whole gap around its range ([`IntervalTree::gap_around`]: one descent, about 1.1x a walk's
 /// cost, which also tells whether there is a hit) instead of walking: a run of stores through
 /// an unwatched buffer lands within a page of the last one, and then walks once, not once per
-/// store. Starts elsewhere (streams of hits, scattered misses) walk as before and pay nothing;
-/// a start near it that does hit pays for both (stores within a page past a gap's end).
+/// store. A start in a page whose cache entry holds an earlier miss does the same. Starts
+/// elsewhere (streams of hits, scattered misses) walk as before and pay nothing; a start near
+/// a known-empty range that does hit pays for both (stores within a page past a gap's end).
 const NEAR_EMPTY: u64 = 4096;
 
 impl<P> Default for Protocol<P> {
@@ -320,7 +321,7 @@ impl<P> Protocol<P> {
         }
     }
 
-    /// `iv` is about to enter the tree: forget a known-empty range it overlaps.
+    /// `iv` is about to enter the tree: forget every known-empty range it overlaps.
     fn attaching(&mut self, iv: Interval) {
         if self.known_empty.is_some_and(|empty| empty.overlaps(iv)) {
             self.known_empty = None;

@@ -214,6 +214,41 @@ def test_r12_query_is_closed_end_minus_one_and_cur_seq_after_or(mm):
             assert ops.log[0].cur_seq == seq | 1
 
 
+def test_r12_pages_that_missed_are_hit_once_a_subscription_enters_them(mm):
+    """R12, R35: stores that miss in scattered pages let later stores there skip the walk (the
+    page cache); a subscription that enters one of those pages by any of the three insert
+    paths (idle, partially excluded, deferred to the closing end) is hit by the next store."""
+    ops = Ops()
+    fence = mm.insert_interval_notifier(0x100_0000, 0x1000, ops)  # opens epochs below
+    pages = {"idle": 0x4000, "partial": 0x20_0000, "deferred": 0x3000_0000}
+
+    def store(at):
+        ops.log.clear()
+        with mm.invalidate(at, at + 8):
+            pass
+        return subs_called(ops.log)
+
+    for round_ in range(3):  # walk, learn the page's gap, then skip
+        for page in pages.values():
+            assert store(page + 8 * round_) == []
+    subs = {}
+    for name, page in pages.items():
+        if name == "idle":
+            subs[name] = mm.insert_interval_notifier(page + 0x800, 0x10, ops)
+        elif name == "partial":
+            with mm.invalidate(0x5000_0000, 0x5000_1000):  # hits nothing: seq stays even
+                subs[name] = mm.insert_interval_notifier(page + 0x800, 0x10, ops)
+        else:
+            r = Range(0x100_0000, 0x100_0008)  # hits the fence: the tree is frozen
+            mm.invalidate_range_start(r)
+            subs[name] = mm.insert_interval_notifier(page + 0x800, 0x10, ops)
+            mm.invalidate_range_end(r)  # attaches it
+        assert store(page + 0x808) == [subs[name]], name
+        assert store(page + 0x10) == [], name
+    assert store(0x100_0000) == [fence]
+    mm._check_invariants()
+
+
 def test_r13_order_and_one_cur_seq_per_epoch(mm):
     """R13, T5: callbacks in ascending start whatever the insertion order; every callback of
     every start in one epoch gets the same odd cur_seq, equal to seq when it runs."""
