@@ -603,7 +603,11 @@ impl<P> Protocol<P> {
                 return Err(format!("deferred key {key:?} in the wrong state"));
             }
         }
-        for empty in self.known_empty.into_iter().chain(self.empty_pages.ranges()) {
+        for empty in self
+            .known_empty
+            .into_iter()
+            .chain(self.empty_pages.ranges())
+        {
             if self.tree.any_overlap(empty) {
                 return Err(format!(
                     "{empty:?} is known empty but overlaps a subscription"

@@ -71,9 +71,8 @@ impl EmptyPages {
     fn unpack(entry: u64, page: u64) -> Option<Interval> {
         let (first, last) = ((entry >> PAGE_SHIFT) & OFFSET, entry & OFFSET);
         let base = page << PAGE_SHIFT;
-        (entry != NONE && first <= last).then(|| {
-            Interval::new(base | first, base | last).expect("first <= last in one page")
-        })
+        (entry != NONE && first <= last)
+            .then(|| Interval::new(base | first, base | last).expect("first <= last in one page"))
     }
 
     /// The range known empty in `page`, if its entry holds one of that page.
@@ -155,7 +154,10 @@ mod tests {
         assert_eq!(EmptyPages::page_of(iv(0x1000, 0x1fff)), Some(1));
         assert_eq!(EmptyPages::page_of(iv(0x1ff8, 0x1fff)), Some(1));
         assert_eq!(EmptyPages::page_of(iv(0x1ff8, 0x2007)), None);
-        assert_eq!(EmptyPages::page_of(iv(u64::MAX, u64::MAX)), Some(u64::MAX >> PAGE_SHIFT));
+        assert_eq!(
+            EmptyPages::page_of(iv(u64::MAX, u64::MAX)),
+            Some(u64::MAX >> PAGE_SHIFT)
+        );
     }
 
     #[test]
@@ -172,7 +174,10 @@ mod tests {
         // Another page of the same entry takes it over; the first is no longer held.
         c.remember(7 + E, iv(0x6000, (7 + E) << PAGE_SHIFT));
         assert_eq!(c.get(7), None);
-        assert_eq!(c.get(7 + E), Some(iv((7 + E) << PAGE_SHIFT, (7 + E) << PAGE_SHIFT)));
+        assert_eq!(
+            c.get(7 + E),
+            Some(iv((7 + E) << PAGE_SHIFT, (7 + E) << PAGE_SHIFT))
+        );
         assert_eq!(c.held, 1);
     }
 

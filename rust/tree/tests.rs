@@ -705,7 +705,14 @@ fn bulk_sort_orders_by_start_then_input_order() {
     let mut rand = xorshift(0x2545_f491_4f6c_dd1d);
     // Small and large, few distinct starts, page-aligned, any u64, one outlier above a
     // crowd (one bucket holds nearly all), and starts at both ends of u64.
-    for (n, shape) in [(100, 0), (5000, 0), (5000, 1), (5000, 2), (5000, 3), (5000, 4)] {
+    for (n, shape) in [
+        (100, 0),
+        (5000, 0),
+        (5000, 1),
+        (5000, 2),
+        (5000, 3),
+        (5000, 4),
+    ] {
         let mut order: Vec<(u64, u32)> = (0..n)
             .map(|i| {
                 let r = rand();
