@@ -42,7 +42,9 @@ pub const NODE_BYTES: usize =
 )]
 pub struct IntervalTreeCore {
     /// The intervals; an interval's Python value is in `values` at its handle's slot (one
-    /// index space, no second free list; issue 11's memory budget).
+    /// index space, no second free list; issue 11's memory budget). A slot with no value is an
+    /// interval whose value is `None`: trees of `None` values (`from_arrays` without values,
+    /// inserts without one) hold no reference to build, drop or traverse.
     tree: RwLock<IntervalTree<()>>,
     values: PyRefs<Py<PyAny>>,
 }
@@ -123,8 +125,8 @@ impl IntervalTreeCore {
         )
     }
 
-    /// Replace the content by `built`, the value of its interval in slot `i` being `values[i]`;
-    /// the old values are dropped after unlocking.
+    /// Replace the content by `built`, the value of its interval in slot `i` being `values[i]`
+    /// (`None` past the end); the old values are dropped after unlocking.
     fn install(&self, py: Python<'_>, built: IntervalTree<()>, values: Vec<Py<PyAny>>) {
         let mut tree = self.write(py);
         let old_tree = std::mem::replace(&mut *tree, built);
@@ -186,12 +188,16 @@ impl IntervalTreeCore {
         value: Option<Py<PyAny>>,
     ) -> PyResult<u64> {
         let iv = Interval::new(start.0, last.0)?;
-        let value = value.unwrap_or_else(|| py.None());
         // Attached from here to the end, and the value stored under the tree lock: no thread
         // sees the interval without its value.
         let mut tree = self.write(py);
         let handle = tree.insert(iv, ());
-        let stale = self.values.lock(py).put(handle.slot(), value);
+        let mut values = self.values.lock(py);
+        let stale = match value {
+            Some(value) => values.put(handle.slot(), value),
+            None => values.take(handle.slot()), // None: no value in the slot
+        };
+        drop(values);
         drop(tree);
         drop(stale); // after unlocking: its destructor may run Python
         Ok(handle.to_bits())
@@ -286,17 +292,20 @@ impl IntervalTreeCore {
         let intervals = decode_batch(py, &starts, &lasts, Interval::new, "interval")?;
         drop((starts, lasts));
         let values: Vec<Py<PyAny>> = match values {
-            Some(v) => v
-                .try_iter()?
-                .map(|x| x.map(Bound::unbind))
-                .collect::<PyResult<_>>()?,
-            None => (0..intervals.len()).map(|_| py.None()).collect(),
+            Some(v) => {
+                let values: Vec<_> = v
+                    .try_iter()?
+                    .map(|x| x.map(Bound::unbind))
+                    .collect::<PyResult<_>>()?;
+                if values.len() != intervals.len() {
+                    return Err(PyValueError::new_err(
+                        "values and the arrays have different lengths",
+                    ));
+                }
+                values
+            }
+            None => Vec::new(), // every value None: no slot holds one
         };
-        if values.len() != intervals.len() {
-            return Err(PyValueError::new_err(
-                "values and the arrays have different lengths",
-            ));
-        }
         let items: Vec<_> = intervals.into_iter().map(|iv| (iv, ())).collect();
         let built = py.detach(|| IntervalTree::bulk_build(items));
         self.install(py, built, values);
@@ -341,8 +350,8 @@ impl IntervalTreeCore {
         Ok((u64_array(py, &idx)?, u64_array(py, &handles)?))
     }
 
-    /// Check the tree's invariants, and that the values are exactly the intervals' (one in
-    /// the slot of each handle); for tests.
+    /// Check the tree's invariants, and that every value is an interval's (in the slot of its
+    /// handle; an interval without one has the value `None`); for tests.
     fn _check_invariants(&self, py: Python<'_>) -> PyResult<()> {
         let tree = self.read(py);
         let checked = tree.check_invariants();
@@ -351,7 +360,7 @@ impl IntervalTreeCore {
         let valued: Vec<u32> = self.values.lock(py).occupied().collect();
         drop(tree);
         checked.map_err(PyAssertionError::new_err)?;
-        if slots == valued {
+        if valued.iter().all(|slot| slots.binary_search(slot).is_ok()) {
             Ok(())
         } else {
             Err(PyAssertionError::new_err(format!(

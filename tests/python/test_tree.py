@@ -224,6 +224,29 @@ def test_from_arrays_handles_are_indices():
     assert list(IntervalTree.from_arrays([7], [8])) == [(7, 8, None)]
 
 
+def test_none_values_read_as_none_on_every_path_and_keep_their_slots_apart():
+    """API: an interval inserted or built without a value has the value None, whatever read
+    path, also in a slot that held another value before (the tree keeps no reference for
+    None); values of the wrong length are refused even when empty."""
+    t = IntervalTree.from_arrays([5, 1, 3], [6, 2, 4])
+    assert list(t) == [(1, 2, None), (3, 4, None), (5, 6, None)]
+    assert t.items() == [(1, 1, 2, None), (2, 3, 4, None), (0, 5, 6, None)]
+    assert t.overlap(0, 10) == list(t) and t.stab(3) == [(3, 4, None)]
+    t._check_invariants()
+    valued = t.insert(10, 11, "v")
+    t.remove(valued)
+    again = t.insert(12, 13)  # takes the freed slot: no stale "v"
+    assert again & 0xFFFF_FFFF == valued & 0xFFFF_FFFF
+    assert t.stab(12) == [(12, 13, None)]
+    t.insert(14, 15, None)
+    assert t.stab(14) == [(14, 15, None)]
+    t._check_invariants()
+    with pytest.raises(ValueError, match="different lengths"):
+        IntervalTree.from_arrays([1, 2], [3, 4], [])
+    with pytest.raises(ValueError, match="different lengths"):
+        IntervalTree.from_arrays([1, 2], [3, 4], ["a"])
+
+
 def test_query_handles_after_from_arrays_are_indices():
     """Issue 13: overlap/stab/items with handles give from_arrays' indices, which remove takes;
     without the keyword the answers keep their (start, last, value) shape."""
