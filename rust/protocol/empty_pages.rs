@@ -67,22 +67,19 @@ impl EmptyPages {
         (page % ENTRIES as u64) as usize
     }
 
-    /// The range `entry` holds, if any, given the page it is for.
-    fn unpack(entry: u64, page: u64) -> Option<Interval> {
+    /// The range `entry` (the entry of `page`'s index) holds, if it holds one of `page`.
+    #[inline]
+    fn held_in(entry: u64, page: u64) -> Option<Interval> {
         let (first, last) = ((entry >> PAGE_SHIFT) & OFFSET, entry & OFFSET);
         let base = page << PAGE_SHIFT;
-        (entry != NONE && first <= last)
+        (entry >> (2 * PAGE_SHIFT) == page >> ENTRY_BITS && entry != NONE && first <= last)
             .then(|| Interval::new(base | first, base | last).expect("first <= last in one page"))
     }
 
     /// The range known empty in `page`, if its entry holds one of that page.
     #[inline]
     pub fn get(&self, page: u64) -> Option<Interval> {
-        let entry = self.entries.as_ref()?[Self::index(page)];
-        if entry >> (2 * PAGE_SHIFT) != page >> ENTRY_BITS {
-            return None;
-        }
-        Self::unpack(entry, page)
+        Self::held_in(self.entries.as_ref()?[Self::index(page)], page)
     }
 
     /// `empty` overlaps no subscription (the caller has just looked) and overlaps `page`:
@@ -118,9 +115,7 @@ impl EmptyPages {
         // overlap: looking at the entries of `iv`'s pages finds them all.
         for page in first..=last {
             let entry = &mut entries[Self::index(page)];
-            if *entry >> (2 * PAGE_SHIFT) == page >> ENTRY_BITS
-                && Self::unpack(*entry, page).is_some_and(|held| held.overlaps(iv))
-            {
+            if Self::held_in(*entry, page).is_some_and(|held| held.overlaps(iv)) {
                 *entry = NONE;
                 self.held -= 1;
             }
@@ -134,7 +129,7 @@ impl EmptyPages {
             .flat_map(|entries| entries.iter().enumerate())
             .filter_map(|(index, &entry)| {
                 let page = (entry >> (2 * PAGE_SHIFT)) << ENTRY_BITS | index as u64;
-                Self::unpack(entry, page)
+                Self::held_in(entry, page)
             })
     }
 }
