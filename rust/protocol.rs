@@ -286,20 +286,22 @@ impl<P> Protocol<P> {
         // `seq` (R12), exactly what the walk would conclude. A start that misses it near a
         // range that did miss looks for the whole gap around it instead of walking.
         let page = EmptyPages::page_of(query);
-        let in_page = page.and_then(|p| self.empty_pages.get(p));
         let encloses = |empty: Option<Interval>| empty.is_some_and(|e| e.encloses(query));
-        let mut walk = true;
-        if encloses(in_page) || encloses(self.known_empty) {
-            walk = false;
-        } else if in_page.is_some()
-            || self.known_empty.is_some_and(|e| {
+        let mut walk = !encloses(self.known_empty);
+        if walk {
+            // The page's entry is read only when the known-empty range does not answer.
+            let in_page = page.and_then(|p| self.empty_pages.get(p));
+            let near_known = self.known_empty.is_some_and(|e| {
                 query.start() <= e.last().saturating_add(NEAR_EMPTY)
                     && e.start() <= query.last().saturating_add(NEAR_EMPTY)
-            })
-        {
-            if let Some(gap) = self.tree.gap_around(query) {
-                self.learn_empty(gap, page);
+            });
+            if encloses(in_page) {
                 walk = false;
+            } else if in_page.is_some() || near_known {
+                if let Some(gap) = self.tree.gap_around(query) {
+                    self.learn_empty(gap, page);
+                    walk = false;
+                }
             }
         }
         let started = self.start_over(on_hit, |tree, visit| {

@@ -47,8 +47,8 @@ pub struct EmptyPages {
 
 /// The whole of `page`.
 fn page_range(page: u64) -> Interval {
-    let start = page << PAGE_SHIFT;
-    Interval::new(start, start | OFFSET).expect("a page is a valid interval")
+    Interval::from_start_length(page << PAGE_SHIFT, 1 << PAGE_SHIFT)
+        .expect("a page is a valid interval")
 }
 
 impl EmptyPages {
