@@ -46,11 +46,13 @@
 //! lock as the end that applies the list).
 
 mod empty_pages;
+mod occupied_blocks;
 
 use crate::error::Error;
 use crate::interval::Interval;
 use crate::tree::{Found, Handle, IntervalTree};
 use empty_pages::EmptyPages;
+use occupied_blocks::OccupiedBlocks;
 
 /// The identity of one subscription: its node in the tree's arena. It stays the same while a
 /// deferred insert waits detached and after it is attached.
@@ -176,6 +178,9 @@ pub struct Protocol<P> {
     /// Known-empty ranges by page, under the same rule, for starts that come back to
     /// scattered pages whatever came between ([`EmptyPages`]).
     empty_pages: EmptyPages,
+    /// Where the attached subscriptions are, coarsely: answers most starts in pages never seen
+    /// before that hit nothing, without a walk ([`OccupiedBlocks`]).
+    occupied: OccupiedBlocks,
 }
 
 /// How close (in bytes) to the known-empty range a start must come for it to look for the
@@ -207,6 +212,7 @@ impl<P> Protocol<P> {
             released: false,
             known_empty: None,
             empty_pages: EmptyPages::default(),
+            occupied: OccupiedBlocks::default(),
         }
     }
 
@@ -302,6 +308,11 @@ impl<P> Protocol<P> {
                     self.learn_empty(gap, page);
                     walk = false;
                 }
+            } else if self.occupied.rules_out(query) {
+                // A page never seen, in blocks no subscription touches: remembered as a walk
+                // that found nothing would be.
+                self.learn_empty(query, page);
+                walk = false;
             }
         }
         let started = self.start_over(on_hit, |tree, visit| {
@@ -329,13 +340,26 @@ impl<P> Protocol<P> {
             self.known_empty = None;
         }
         self.empty_pages.forget(iv);
+        self.occupied
+            .insert(iv, || self.tree.iter().map(|(_, iv, _)| iv));
+    }
+
+    /// Unlink the attached subscription `key` from the tree (its marks go stale).
+    fn unlink(&mut self, key: SubKey) -> Option<Sub<P>> {
+        let (iv, sub) = self.tree.remove(key)?;
+        self.occupied
+            .remove(iv, || self.tree.iter().map(|(_, iv, _)| iv));
+        Some(sub)
     }
 
     /// The hits of every range of a batch, for [`Protocol::start_found`]: one interleaved walk
     /// of the tree for all of them (`invalidate_many`), where starts one by one would wait for
     /// each descent's cache misses in turn.
-    pub fn find(&self, queries: &[Interval], found: &mut Found) {
-        self.tree.find_overlaps(queries, found);
+    pub fn find(&mut self, queries: &[Interval], found: &mut Found) {
+        // Ranges the occupied blocks rule out are not walked (as in `start`).
+        let occupied = &mut self.occupied;
+        self.tree
+            .find_overlaps_where(queries, found, |q| !occupied.rules_out(q));
     }
 
     /// [`Protocol::start`] for range `i` of the batch that [`Protocol::find`] filled `found`
@@ -434,7 +458,7 @@ impl<P> Protocol<P> {
                     self.tree.attach(key);
                 }
                 Pending::Remove => {
-                    if let Some((_, sub)) = self.tree.remove(key) {
+                    if let Some(sub) = self.unlink(key) {
                         freed.extend(self.release_payload(sub));
                     }
                 }
@@ -514,7 +538,7 @@ impl<P> Protocol<P> {
         }
         // (c) seq even: no running start walks the tree, so no callback can be running (R40).
         debug_assert!(attached && self.deferred.is_empty());
-        let (_, sub) = self.tree.remove(key).ok_or(Error::NotSubscribed)?;
+        let sub = self.unlink(key).ok_or(Error::NotSubscribed)?;
         Ok(Removal::Done(self.release_payload(sub)))
     }
 
@@ -576,6 +600,7 @@ impl<P> Protocol<P> {
         self.journal.clear();
         let mut all = std::mem::take(&mut self.journal_removed);
         all.extend(self.tree.drain_values().into_iter().map(|sub| sub.payload));
+        self.occupied.clear();
         all
     }
 
@@ -616,9 +641,14 @@ impl<P> Protocol<P> {
                 ));
             }
         }
-        for (_, _, sub) in &self.tree {
+        for (_, iv, sub) in &self.tree {
             if sub.seq & 1 == 0 {
                 return Err(format!("subscription seq {} is even (R31)", sub.seq));
+            }
+            if !self.occupied.covers(iv) {
+                return Err(format!(
+                    "{iv:?} is in the tree but not in its occupied blocks"
+                ));
             }
         }
         Ok(())

@@ -271,6 +271,9 @@ fn run_batch(queries: &[Interval], nested: bool, batch: bool) -> BatchRecord {
                 .0,
         );
     }
+    // Far from the others: the span reaches it, and the occupied blocks rule out the ranges
+    // between.
+    keys.push(p.insert(iv(0x1_0000_0000, 0x1000), false, "far").unwrap().0);
     if nested {
         p.start(range(0x3000, 0x4000), |_, _, _, _| {});
         let (_, state) = p.insert(iv(0x100_0000, 0x1000), true, "deferred").unwrap();
@@ -314,8 +317,10 @@ fn batch_starts_on_found_hits_match_walking_starts() {
         (0x1_1800, 0x1_8000),
         (0x0, 0x40_0000), // every subscription
         (0x7000, 0x7001),
-        (0x1800, 0x1900), // natives only
-        (0x3000, 0x3100), // a native, then a callback
+        (0x1800, 0x1900),               // natives only
+        (0x3000, 0x3100),               // a native, then a callback
+        (0x4000_0000, 0x4000_1000),     // between them and "far": ruled out, not walked
+        (0x1_0000_0800, 0x1_0000_0900), // "far"
     ]
     .into_iter()
     .cycle()
@@ -495,4 +500,72 @@ fn a_known_empty_range_is_forgotten_by_every_attach_that_overlaps_it() {
     p.check_invariants().unwrap();
     assert!(start(&mut p, inside).1.is_empty());
     end(&mut p);
+}
+
+#[test]
+fn occupied_blocks_rule_out_new_pages_and_see_every_way_in() {
+    // A start in a page no start saw before is answered by the occupied blocks when they
+    // rule it out: every way an interval enters the tree (idle, partially excluded, deferred
+    // then attached by the closing end) must mark its blocks, or a start in one of its pages
+    // would be ruled out and miss it. Each interval spans four pages; each check starts in a
+    // page of it that no start has seen.
+    let mut p = Protocol::new();
+    p.insert(iv(0x1000, 0x1000), false, "low").unwrap();
+    p.insert(iv(0x100_0000_0000, 0x1000), false, "high")
+        .unwrap();
+    let base = |k: u64| 0x10_0000_0000 + k * 0x1_0000_0000;
+    for (k, name) in [(0, "idle"), (1, "partial"), (2, "deferred")] {
+        let at = base(k);
+        // Before: the page is clear, and the blocks say so.
+        assert!(p.occupied.rules_out(iv(at + 0x1000, 8)));
+        assert!(start(&mut p, iv(at + 0x1000, 8)).1.is_empty());
+        end(&mut p);
+        match name {
+            "idle" => {
+                p.insert(iv(at, 0x4000), false, name).unwrap();
+            }
+            "partial" => {
+                start(&mut p, iv(0x9000, 8));
+                let (_, state) = p.insert(iv(at, 0x4000), false, name).unwrap();
+                assert_eq!(state, InsertState::PartiallyExcluded);
+                end(&mut p);
+            }
+            _ => {
+                assert_eq!(start(&mut p, iv(0x1000, 8)).1, vec!["low"]);
+                let (_, state) = p.insert(iv(at, 0x4000), false, name).unwrap();
+                assert_eq!(state, InsertState::Deferred);
+                // Not in the tree yet: a start in its pages hits nothing.
+                assert!(start(&mut p, iv(at + 0x3000, 8)).1.is_empty());
+                end(&mut p);
+                end(&mut p); // the closing end attaches it
+            }
+        }
+        p.check_invariants().unwrap();
+        assert_eq!(start(&mut p, iv(at + 0x2000, 8)).1, vec![name], "{name}");
+        end(&mut p);
+    }
+    // A batch sees them too, and rules out what is clear.
+    let queries = [
+        iv(base(0) + 0x800, 8),
+        iv(base(5), 8),
+        iv(base(2) + 0x3ff8, 8),
+    ];
+    let mut found = Found::new();
+    p.find(&queries, &mut found);
+    assert_eq!((found.count(0), found.count(1), found.count(2)), (1, 0, 1));
+    // Removed: its pages are clear again (and stay correct through the rebuilds removals
+    // bring).
+    let idle = p
+        .tree()
+        .iter()
+        .find(|(_, _, s)| s.payload == "idle")
+        .unwrap()
+        .0;
+    assert!(matches!(
+        p.remove(idle).unwrap(),
+        Removal::Done(Some("idle"))
+    ));
+    assert!(start(&mut p, iv(base(0) + 0x3000, 8)).1.is_empty());
+    end(&mut p);
+    p.check_invariants().unwrap();
 }

@@ -85,6 +85,18 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     /// O(log n + k) node visits per query, as a single query; no allocation once `found` has
     /// grown to the batch.
     pub fn find_overlaps(&self, queries: &[Interval], found: &mut Found) {
+        self.find_overlaps_where(queries, found, |_| true);
+    }
+
+    /// [`find_overlaps`](Self::find_overlaps) for the queries `wanted` is true of, asked in
+    /// order; the others are left with no hits, unwalked (the caller knows they overlap
+    /// nothing).
+    pub fn find_overlaps_where(
+        &self,
+        queries: &[Interval],
+        found: &mut Found,
+        mut wanted: impl FnMut(Interval) -> bool,
+    ) {
         vectorised! {
             found.spans.clear();
             found.spans.resize(queries.len(), (0, 0));
@@ -94,16 +106,22 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
                 cursor: Cursor::new(None, 0, 0),
                 next: None,
             });
-            let mut next_query = 0;
-            let mut live = 0;
-            let start = |lane: &mut Lane, query: usize| {
+            let mut unasked = (0..queries.len()).filter(|&i| wanted(queries[i]));
+            // Give `lane` the next wanted query; false when there is none left.
+            let mut start = |lane: &mut Lane| {
+                let Some(query) = unasked.next() else {
+                    return false;
+                };
                 let q = queries[query];
                 lane.query = query;
                 lane.cursor = self.cursor(q.start(), q.last());
+                true
             };
-            for lane in lanes.iter_mut().take(queries.len()) {
-                start(lane, next_query);
-                next_query += 1;
+            let mut live = 0;
+            for lane in &mut lanes {
+                if !start(lane) {
+                    break;
+                }
                 live += 1;
             }
             while live > 0 {
@@ -112,10 +130,7 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
                         continue;
                     }
                     found.close(id, lane.query);
-                    if next_query < queries.len() {
-                        start(lane, next_query);
-                        next_query += 1;
-                    } else {
+                    if !start(lane) {
                         lane.query = IDLE;
                         live -= 1;
                     }

@@ -71,7 +71,7 @@ mod node;
 mod query;
 mod slots;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod update;
 
 use std::collections::BTreeMap;

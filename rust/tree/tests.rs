@@ -18,7 +18,7 @@ fn hits(tree: &IntervalTree<u64>, q: Interval) -> Vec<(u64, u64, u64)> {
 }
 
 /// A seeded xorshift generator: the tests' random data, the same on every run.
-pub(super) fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+pub(crate) fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
     move || {
         state ^= state << 13;
         state ^= state >> 7;

@@ -6,6 +6,7 @@ that an interval callback on a non-blockable range may block). R37 (`insert_lock
 counterpart in the API and is not tested.
 """
 
+import random
 import threading
 import warnings
 
@@ -247,6 +248,52 @@ def test_r12_pages_that_missed_are_hit_once_a_subscription_enters_them(mm):
         assert store(page + 0x10) == [], name
     assert store(0x100_0000) == [fence]
     mm._check_invariants()
+
+
+def test_r12_stores_in_pages_never_seen_hit_exactly_what_they_overlap(mm):
+    """R12, R35, R39: a store in a page no start saw is answered without a walk when the
+    summary of occupied blocks rules it out. Through inserts by the three paths (idle,
+    partially excluded, deferred to the closing end), growth of the summary, and removals
+    (whose marks go stale until a rebuild), every store in a new page and every range of an
+    invalidate_many hits exactly the subscriptions it overlaps."""
+    rng = random.Random(11)
+    ops = Ops()
+    fence = mm.insert_interval_notifier(1 << 50, 0x1000, ops)  # opens epochs, far away
+    live = {fence: (1 << 50, (1 << 50) + 0xFFF)}
+
+    def insert(n):
+        for _ in range(n):
+            s = rng.randrange(1 << 28) << 12
+            length = rng.choice([8, 0x1000, 0x9000, 0x4_0000])
+            live[mm.insert_interval_notifier(s, length, ops)] = (s, s + length - 1)
+
+    def check(ranges):
+        for a, b in ranges:
+            ops.log.clear()
+            with mm.invalidate(a, b):
+                pass
+            want = {sub for sub, (s, l) in live.items() if s < b and a <= l}
+            assert set(subs_called(ops.log)) == want, (hex(a), hex(b))
+        ops.log.clear()
+        count = mm.invalidate_many([a for a, _ in ranges], [b for _, b in ranges])
+        want = sum(s < b and a <= l for a, b in ranges for s, l in live.values())
+        assert count == len(ops.log) == want
+
+    for _ in range(4):
+        insert(300)
+        with mm.invalidate(0x7000_0000_0000, 0x7000_0000_1000):  # hits nothing: seq even
+            insert(30)  # partially excluded
+        with mm.invalidate(1 << 50, (1 << 50) + 8):  # hits the fence: the tree is frozen
+            insert(30)  # deferred, attached by the closing end
+        for sub in rng.sample([s for s in live if s is not fence], 200):
+            sub.remove()
+            del live[sub]
+        # Fresh pages: random ones (nearly all clear), and a page inside each of 100 live
+        # subscriptions (the page of its last byte, which no store has seen).
+        pages = [rng.randrange(1 << 28) << 12 for _ in range(300)]
+        inside = [l & ~0xFFF for s, l in rng.sample(sorted(live.values()), 100)]
+        check([(p + 8, p + 16) for p in pages] + [(p, p + 8) for p in inside])
+        mm._check_invariants()
 
 
 def test_r13_order_and_one_cur_seq_per_epoch(mm):
