@@ -604,6 +604,11 @@ impl<P> Protocol<P> {
         all
     }
 
+    /// Bytes held by the summary of occupied blocks.
+    pub fn occupied_bytes(&self) -> usize {
+        self.occupied.bytes()
+    }
+
     /// Check R81 and R84 and the tree's own invariants (for tests).
     ///
     /// # Errors

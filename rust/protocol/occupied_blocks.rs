@@ -206,6 +206,11 @@ impl OccupiedBlocks {
         }
     }
 
+    /// Bytes of the bit set.
+    pub fn bytes(&self) -> usize {
+        self.words.len() * 8
+    }
+
     /// Forget everything: the tree was emptied.
     pub fn clear(&mut self) {
         *self = Self::default();

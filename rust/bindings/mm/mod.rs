@@ -346,6 +346,12 @@ impl MMCore {
             .map_err(pyo3::exceptions::PyAssertionError::new_err)
     }
 
+    /// Bytes of the summary of occupied blocks (the rest of a subscription's core bytes is
+    /// `SUB_NODE_BYTES`); for the benchmark's memory row.
+    fn _occupied_bytes(&self, py: Python<'_>) -> usize {
+        self.lock(py).occupied_bytes()
+    }
+
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         // Never the core lock: `refs` reports the same references whatever it is doing.
         self.classic.traverse(&visit)?;
