@@ -9,12 +9,12 @@
 //! How: address blocks come in levels of `2^(12 + 3k)` bytes (4 KiB, 32 KiB, 256 KiB, ...,
 //! k < [`LEVELS`]). An interval is marked at the first level where it touches at most [`SPAN`]
 //! blocks, all levels in one bit set. A range overlaps no interval when, at every level that
-//! holds marks, none of the blocks it touches is marked: an interval that overlaps the range shares a
-//! block with it at the interval's level, and that block is marked. A block is marked by three
-//! bits of one 64-bit word (a blocked Bloom filter: one cache line a probe), at positions hashed
-//! from the block and its level. Bits set by other blocks (the hash) or by an interval that
-//! does not reach the range (blocks are coarse) only make the start walk, as it would have
-//! without the set.
+//! holds marks, none of the blocks it touches is marked: an interval that overlaps the range
+//! shares a block with it at the interval's level, and that block is marked. A block is marked
+//! by three bits of one 64-bit word (a blocked Bloom filter: one cache line a probe), at
+//! positions hashed from the block and its level. Bits set by other blocks (the hash) or by an
+//! interval that does not reach the range (blocks are coarse) only make the start walk, as it
+//! would have without the set.
 //!
 //! Exactness: a bit is never cleared while an interval marked it. A removal clears nothing
 //! (another interval may share the bit); its marks are counted as stale, and the set is rebuilt
