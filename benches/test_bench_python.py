@@ -203,7 +203,8 @@ def test_churn(benchmark: Any, data: dict[str, Any], name: str) -> None:
 def test_nohit_invalidation(benchmark: Any, data: dict[str, Any], name: str, where: str) -> None:
     """One range 1000 times (outside the span, in a gap), 1000 ranges each in its own gap,
     1000 8-byte stores one after another through one gap, or 8192 distinct pages (more than
-    the native notifier's page cache holds: each walks)."""
+    the native notifier's page cache holds: each is probed in its occupied blocks, and walks
+    when they cannot rule it out)."""
     _require(name)
     MM, Range = _mm_classes(name)
     mm = MM()

@@ -107,7 +107,8 @@ def run_mm_worker(name: str, cfg: dict[str, Any], sink: Sink) -> None:
             # The rows above repeat one range, which a start that remembers its last empty range
             # answers without a walk. Pages in a few hundred distinct gaps, in turn, are what
             # the native notifier's page cache holds; as many distinct pages as there are
-            # pairs (more than it holds) measure the walk.
+            # pairs (more than it holds) measure what a new page costs (the occupied blocks'
+            # probe, and the walk when they cannot rule it out).
             distinct = [RangeCls(a, b) for a, b in _find_gaps(oracle, SEED + 11, 256)]
             no_hit_pairs("distinct gaps", distinct * (ops // len(distinct)))
             scattered = [RangeCls(a, b) for a, b in _free_pages(starts, lasts, ops, SEED + 15)]
