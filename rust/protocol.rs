@@ -309,8 +309,8 @@ impl<P> Protocol<P> {
                     walk = false;
                 }
             } else if self.occupied.rules_out(query) {
-                // A page never seen, in blocks no subscription touches: remembered as a walk
-                // that found nothing would be.
+                // A range the page cache has never seen (or wider than a page) in blocks no
+                // subscription touches: remembered as a walk that found nothing would be.
                 self.learn_empty(query, page);
                 walk = false;
             }

@@ -244,6 +244,22 @@ mod tests {
             assert_eq!(got, want, "query {i}: {q:?}");
             assert_eq!(found.count(i), want.len());
         }
+        // Every third query not wanted: asked once each, in order, and left with no hits.
+        let mut asked = Vec::new();
+        tree.find_overlaps_where(queries, found, |q| {
+            asked.push(q);
+            asked.len() % 3 != 0
+        });
+        assert_eq!(asked, queries);
+        for (i, &q) in queries.iter().enumerate() {
+            let want = if i % 3 == 2 {
+                0
+            } else {
+                tree.overlaps(q).count()
+            };
+            assert_eq!(found.count(i), want, "query {i}: {q:?}");
+            assert_eq!(tree.found(found, i).count(), want);
+        }
     }
 
     #[test]
