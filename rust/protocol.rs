@@ -192,6 +192,11 @@ pub struct Protocol<P> {
 /// a known-empty range that does hit pays for both (stores within a page past a gap's end).
 const NEAR_EMPTY: u64 = 4096;
 
+/// The attached intervals of `tree`, which the occupied blocks are rebuilt from.
+fn intervals<P>(tree: &IntervalTree<Sub<P>>) -> impl Iterator<Item = Interval> + '_ {
+    tree.iter().map(|(_, iv, _)| iv)
+}
+
 impl<P> Default for Protocol<P> {
     fn default() -> Self {
         Self::new()
@@ -340,15 +345,13 @@ impl<P> Protocol<P> {
             self.known_empty = None;
         }
         self.empty_pages.forget(iv);
-        self.occupied
-            .insert(iv, || self.tree.iter().map(|(_, iv, _)| iv));
+        self.occupied.insert(iv, || intervals(&self.tree));
     }
 
     /// Unlink the attached subscription `key` from the tree (its marks go stale).
     fn unlink(&mut self, key: SubKey) -> Option<Sub<P>> {
         let (iv, sub) = self.tree.remove(key)?;
-        self.occupied
-            .remove(iv, || self.tree.iter().map(|(_, iv, _)| iv));
+        self.occupied.remove(iv, || intervals(&self.tree));
         Some(sub)
     }
 

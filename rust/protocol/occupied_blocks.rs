@@ -4,7 +4,9 @@
 //!
 //! Why: a start in a new page that hits nothing walks to a leaf; at 10^5 subscriptions and more
 //! the walk's lower levels are not in any cache, and the start waits for them from memory one
-//! after the other. This set is a few bytes per subscription and stays in cache.
+//! after the other. This set is a few bytes per subscription and stays in cache. It belongs to
+//! the protocol, not to the tree: the Python `IntervalTree` keeps to 48 bytes an interval
+//! (issue 11), and its callers' queries are not an emulator's stream of stores.
 //!
 //! How: address blocks come in levels of `2^(12 + 3k)` bytes (4 KiB, 32 KiB, 256 KiB, ...,
 //! k < [`LEVELS`]). An interval is marked at the first level where it touches at most [`SPAN`]
