@@ -8,8 +8,9 @@
 //! the protocol, not to the tree: the Python `IntervalTree` keeps to 48 bytes an interval
 //! (issue 11), and its callers' queries are not an emulator's stream of stores.
 //!
-//! How: address blocks come in levels of `2^(12 + 3k)` bytes (4 KiB, 32 KiB, 256 KiB, ...,
-//! k < [`LEVELS`]). An interval is marked at the first level where it touches at most [`SPAN`]
+//! How: address blocks come in levels of `2^(15 + 3k)` bytes (32 KiB, 256 KiB, 2 MiB, ...,
+//! k < [`LEVELS`]; no level of single pages: a range of a few pages then probes a block or
+//! two a level, and a page-sized subscription costs one mark). An interval is marked at the first level where it touches at most [`SPAN`]
 //! blocks, all levels in one bit set. A range overlaps no interval when, at every level that
 //! holds marks, none of the blocks it touches is marked: an interval that overlaps the range
 //! shares a block with it at the interval's level, and that block is marked. A block is marked
@@ -27,9 +28,9 @@
 
 use crate::interval::Interval;
 
-/// Levels of blocks: `2^(12 + 3k)` bytes for k < 18; the last level's blocks are half of the
+/// Levels of blocks: `2^(15 + 3k)` bytes for k < 17; the last level's blocks are half of the
 /// address space, so every interval touches at most two there.
-const LEVELS: u32 = 18;
+const LEVELS: u32 = 17;
 
 /// An interval is marked at the first level where it touches at most this many blocks.
 const SPAN: u64 = 8;
@@ -41,7 +42,7 @@ const BITS_PER_MARK: usize = 16;
 const MAX_FILL: usize = 8;
 
 /// A range is probed at up to this many blocks a level (one load each, all independent):
-/// stores and the ranges of a page table's worth of pages; wider ranges walk.
+/// stores, and ranges up to 512 KiB at the finest level; wider ranges walk.
 const MAX_PROBES: u64 = 16;
 
 /// The smallest set: 4096 bits, 512 bytes.
@@ -93,7 +94,7 @@ impl Default for OccupiedBlocks {
 /// log2 of a level's block size.
 #[inline]
 fn block_shift(level: u32) -> u32 {
-    12 + 3 * level
+    15 + 3 * level
 }
 
 /// The level `iv` is marked at, with its first and last block there.
@@ -278,16 +279,17 @@ mod tests {
 
     #[test]
     fn an_interval_is_marked_where_it_touches_at_most_span_blocks() {
-        assert_eq!(blocks_of(iv(0x1000, 0x1fff)), (0, 1, 1));
-        assert_eq!(blocks_of(iv(0x1fff, 0x2000)), (0, 1, 2)); // two pages by one byte each
-        assert_eq!(blocks_of(iv(0, 8 * 4096 - 1)), (0, 0, 7));
-        assert_eq!(blocks_of(iv(0, 8 * 4096)), (1, 0, 1)); // 9 pages: 32 KiB blocks
-        assert_eq!(blocks_of(iv(0, u64::MAX)), (17, 0, 1));
+        const KIB32: u64 = 0x8000;
+        assert_eq!(blocks_of(iv(0x1000, 0x1fff)), (0, 0, 0)); // a page: one 32 KiB block
+        assert_eq!(blocks_of(iv(KIB32 - 1, KIB32)), (0, 0, 1)); // two blocks by a byte each
+        assert_eq!(blocks_of(iv(0, 8 * KIB32 - 1)), (0, 0, 7));
+        assert_eq!(blocks_of(iv(0, 8 * KIB32)), (1, 0, 1)); // into a ninth: 256 KiB blocks
+        assert_eq!(blocks_of(iv(0, u64::MAX)), (16, 0, 1));
         assert_eq!(
             blocks_of(iv(u64::MAX, u64::MAX)),
-            (0, u64::MAX >> 12, u64::MAX >> 12)
+            (0, u64::MAX >> 15, u64::MAX >> 15)
         );
-        assert_eq!(marks_of(iv(0x1fff, 0x2000)), 2);
+        assert_eq!(marks_of(iv(KIB32 - 1, KIB32)), 2);
     }
 
     #[test]
