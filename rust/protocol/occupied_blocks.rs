@@ -10,21 +10,22 @@
 //!
 //! How: address blocks come in levels of `2^(15 + 3k)` bytes (32 KiB, 256 KiB, 2 MiB, ...,
 //! k < [`LEVELS`]; no level of single pages: a range of a few pages then probes a block or
-//! two a level, and a page-sized subscription costs one mark). An interval is marked at the first level where it touches at most [`SPAN`]
-//! blocks, all levels in one bit set. A range overlaps no interval when, at every level that
-//! holds marks, none of the blocks it touches is marked: an interval that overlaps the range
-//! shares a block with it at the interval's level, and that block is marked. A block is marked
-//! by three bits of one 64-bit word (a blocked Bloom filter: one cache line a probe), at
-//! positions hashed from the block and its level. Bits set by other blocks (the hash) or by an
-//! interval that does not reach the range (blocks are coarse) only make the start walk, as it
-//! would have without the set.
+//! two a level, and a page-sized subscription costs one mark). An interval is marked at the
+//! first level where it touches at most [`SPAN`] blocks, all levels in one bit set. A range
+//! overlaps no interval when, at every level that holds marks, none of the blocks it touches
+//! is marked: an interval that overlaps the range shares a block with it at the interval's
+//! level, and that block is marked. A block is marked by three bits of one 64-bit word (a
+//! blocked Bloom filter: one cache line a probe), at positions hashed from the block and its
+//! level. Bits set by other blocks (the hash) or by an interval that does not reach the range
+//! (blocks are coarse) only make the start walk, as it would have without the set.
 //!
 //! Exactness: a bit is never cleared while an interval marked it. A removal clears nothing
 //! (another interval may share the bit); its marks are counted as stale, and the set is rebuilt
 //! from the tree's intervals when the stale marks outnumber the live ones and fill a 32nd of
 //! the bits, or when the marks would fill more than an eighth of the bits (rebuilt then to
 //! between a 16th and a 32nd): a rebuild visits every interval once, after at least half as
-//! many changes, amortised O(1) a change. `Protocol::check_invariants` checks every interval's marks.
+//! many changes, amortised O(1) a change. `Protocol::check_invariants` checks every interval's
+//! marks.
 
 use crate::interval::Interval;
 
@@ -114,9 +115,14 @@ fn blocks_of(iv: Interval) -> (u32, u64, u64) {
 /// The marks `iv` sets.
 fn marks_of(iv: Interval) -> usize {
     let (_, first, last) = blocks_of(iv);
+    block_count(first, last)
+}
+
+/// The blocks from `first` to `last`, at most [`SPAN`] for an interval's.
+fn block_count(first: u64, last: u64) -> usize {
     #[allow(clippy::cast_possible_truncation, reason = "at most SPAN")]
-    let marks = (last - first + 1) as usize;
-    marks
+    let count = (last - first + 1) as usize;
+    count
 }
 
 impl OccupiedBlocks {
@@ -242,7 +248,7 @@ impl OccupiedBlocks {
             let (word, mask) = self.bits(level, block);
             self.words[word] |= mask;
         }
-        self.marks += marks_of(iv);
+        self.marks += block_count(first, last);
     }
 
     /// Mark `live` afresh in a set sized for them and `extra` more marks.
