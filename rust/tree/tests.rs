@@ -700,37 +700,58 @@ fn node_positions_and_bounds_match_linear_search() {
 
 #[test]
 fn bulk_sort_orders_by_start_then_input_order() {
-    // The radix sort against a comparison sort: ties (few distinct low digits), page-aligned
-    // starts (a skipped digit), the whole u64 range, and the small-input path.
+    // The radix sort against a comparison sort, in both representations: ties (few distinct
+    // low digits), page-aligned starts (skipped digits), the whole u64 range, the small-input
+    // path, and starts that fill a packed key's 64 bits exactly or by one bit too many.
     let mut rand = xorshift(0x2545_f491_4f6c_dd1d);
     // Small and large, few distinct starts, page-aligned, any u64, one outlier above a
-    // crowd (one bucket holds nearly all), and starts at both ends of u64.
-    for (n, shape) in [
-        (100, 0),
-        (5000, 0),
-        (5000, 1),
-        (5000, 2),
-        (5000, 3),
-        (5000, 4),
+    // crowd (one bucket holds nearly all), starts at both ends of u64, and starts below 2^47
+    // (user space) with 2^17 items (17 index bits) and with one item more (18).
+    for (n, shape, packed) in [
+        (100, 0, true),
+        (5000, 0, true),
+        (5000, 1, true),
+        (5000, 2, false),
+        (5000, 3, false),
+        (5000, 4, false),
+        (1 << 17, 5, true),
+        ((1 << 17) + 1, 5, false),
     ] {
-        let mut order: Vec<(u64, u32)> = (0..n)
+        let starts: Vec<u64> = (0..n)
             .map(|i| {
                 let r = rand();
-                let start = match shape {
+                match shape {
                     0 => r % 97,
                     1 => (r % (1 << 28)) << 12,
                     2 => r,
                     3 if i == 7 => u64::MAX,
                     3 => r % 1000,
-                    _ => [0, u64::MAX, r][usize::try_from(r % 3).unwrap()],
-                };
-                (start, i)
+                    4 => [0, u64::MAX, r][usize::try_from(r % 3).unwrap()],
+                    _ if i == 3 => (1 << 47) - 1, // odd: no zero bit to shift out
+                    _ => r % (1 << 47),
+                }
             })
             .collect();
-        let mut want = order.clone();
-        want.sort_unstable_by_key(|&(start, i)| (start, i));
-        update::sort_by_start(&mut order);
-        assert_eq!(order, want, "n={n} shape={shape}");
+        let mut want: Vec<(u64, u32)> = starts.iter().copied().zip(0..).collect();
+        want.sort_unstable();
+        let got: Vec<(u64, u32)> = match update::StartOrder::of(starts.iter().copied()) {
+            update::StartOrder::Packed {
+                keys,
+                index_bits,
+                zeros,
+            } => {
+                assert!(packed, "n={n} shape={shape}: packed");
+                let mask = (1 << index_bits) - 1;
+                keys.iter()
+                    .map(|&k| ((k >> index_bits) << zeros, u32::try_from(k & mask).unwrap()))
+                    .collect()
+            }
+            update::StartOrder::Wide(pairs) => {
+                assert!(!packed, "n={n} shape={shape}: wide");
+                pairs
+            }
+        };
+        assert!(got == want, "n={n} shape={shape}");
     }
 }
 

@@ -9,6 +9,7 @@
 use std::ops::Range;
 
 use super::node::{vectorised, Node};
+use super::slots::Slots;
 use super::{corrupted, BPlusTree, MAX_DEPTH, NIL};
 use crate::interval::Interval;
 
@@ -25,43 +26,88 @@ macro_rules! with_arena {
     };
 }
 
-/// Bits per digit of [`sort_by_start`]'s radix sort.
+/// Bits per digit of [`radix_sort`].
 const DIGIT_BITS: u32 = 11;
 
-/// Sort `(start, index)` by start, ties by index (the input is in index order): a stable
-/// LSD radix sort on `start`, skipping the digits every start shares (page-aligned or small
-/// coordinates need 3 of its 6 passes); a few passes over the data instead of a comparison
-/// sort's ~log2(n) compares per item, which were most of `bulk_build`'s cost.
-pub(super) fn sort_by_start(order: &mut Vec<(u64, u32)>) {
-    const BUCKETS: usize = 1 << DIGIT_BITS;
-    const DIGITS: usize = 64_usize.div_ceil(DIGIT_BITS as usize);
-    if order.len() < 256 {
-        order.sort_by_key(|&(start, _)| start); // stable: ties keep index order
-        return;
-    }
-    #[allow(clippy::cast_possible_truncation, reason = "masked to DIGIT_BITS bits")]
-    let digit = |key: u64, d: usize| ((key >> (d as u32 * DIGIT_BITS)) as usize) & (BUCKETS - 1);
-    let mut counts = vec![[0_usize; BUCKETS]; DIGITS];
-    for &(start, _) in order.iter() {
-        for (d, count) in counts.iter_mut().enumerate() {
-            count[digit(start, d)] += 1;
+/// `(start, index)` of items `0..n`, ascending start, ties by index: the bulk build's leaf order.
+pub(super) enum StartOrder {
+    /// One `u64` a pair, `(start >> zeros) << index_bits | index`, when that fits (starts below
+    /// 2^47, as every user-space address is, with up to 2^17 items; more with aligned starts):
+    /// the sort moves 8 bytes an item, not 16, and its two arrays take half the fresh memory.
+    Packed {
+        keys: Vec<u64>,
+        index_bits: u32,
+        zeros: u32,
+    },
+    /// Any starts.
+    Wide(Vec<(u64, u32)>),
+}
+
+impl StartOrder {
+    /// The order of `starts` (`starts[i]` is item `i`'s; fewer than `u32::MAX` items).
+    pub(super) fn of(starts: impl ExactSizeIterator<Item = u64> + Clone) -> Self {
+        let n = starts.len();
+        let (all, max) = starts
+            .clone()
+            .fold((0, 0), |(or, max), s| (or | s, max.max(s)));
+        let zeros = all.trailing_zeros() % u64::BITS; // all starts 0: nothing to shift
+        let index_bits = u64::BITS - (n.max(1) as u64 - 1).leading_zeros();
+        let start_bits = u64::BITS - (max >> zeros).leading_zeros();
+        if start_bits + index_bits <= u64::BITS {
+            let mut keys: Vec<u64> = starts
+                .zip(0..)
+                .map(|(s, i)| (s >> zeros) << index_bits | i)
+                .collect();
+            // The keys are in index order and the sort is stable: the index bits need no pass.
+            radix_sort(&mut keys, |k| k, index_bits..index_bits + start_bits);
+            Self::Packed {
+                keys,
+                index_bits,
+                zeros,
+            }
+        } else {
+            let mut pairs: Vec<(u64, u32)> = starts.zip(0..).collect();
+            radix_sort(&mut pairs, |(s, _)| s, 0..u64::BITS);
+            Self::Wide(pairs)
         }
     }
-    let mut scratch = vec![(0, 0); order.len()];
-    for (d, count) in counts.iter_mut().enumerate() {
-        if count.contains(&order.len()) {
-            continue; // every start has this digit: the pass would not move anything
+}
+
+/// Sort `items` stably by the bits `bits` of `key(item)`: an LSD radix sort, skipping the
+/// digits every item shares (page-aligned or small coordinates need about half the passes); a
+/// few passes over the data instead of a comparison sort's ~log2(n) compares per item, which
+/// were most of `bulk_build`'s cost.
+fn radix_sort<T: Copy + Default>(items: &mut Vec<T>, key: impl Fn(T) -> u64, bits: Range<u32>) {
+    const BUCKETS: usize = 1 << DIGIT_BITS;
+    #[allow(clippy::cast_possible_truncation, reason = "masked to DIGIT_BITS bits")]
+    let digit =
+        |item: T, d: u32| ((key(item) >> (bits.start + d * DIGIT_BITS)) as usize) & (BUCKETS - 1);
+    if items.len() < 256 {
+        items.sort_by_key(|&item| key(item) >> bits.start); // stable
+        return;
+    }
+    let digits = (bits.end - bits.start).div_ceil(DIGIT_BITS);
+    let mut counts = vec![[0_usize; BUCKETS]; digits as usize];
+    for &item in items.iter() {
+        for (d, count) in (0..).zip(counts.iter_mut()) {
+            count[digit(item, d)] += 1;
+        }
+    }
+    let mut scratch = vec![T::default(); items.len()];
+    for (d, count) in (0..).zip(counts.iter_mut()) {
+        if count.contains(&items.len()) {
+            continue; // every item has this digit: the pass would not move anything
         }
         let mut next = 0;
         for c in count.iter_mut() {
             (*c, next) = (next, next + *c);
         }
-        for &item in order.iter() {
-            let pos = &mut count[digit(item.0, d)];
+        for &item in items.iter() {
+            let pos = &mut count[digit(item, d)];
             scratch[*pos] = item;
             *pos += 1;
         }
-        std::mem::swap(order, &mut scratch);
+        std::mem::swap(items, &mut scratch);
     }
 }
 
@@ -460,6 +506,28 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
         })
     }
 
+    /// Full leaves of `items` in `order` (`(start, index)` pairs), the last one partly full;
+    /// their ids, left to right.
+    fn fill_leaves(
+        &mut self,
+        items: &[(Interval, V)],
+        order: impl Iterator<Item = (u64, u32)>,
+    ) -> Vec<u32> {
+        let mut nodes = Vec::with_capacity(items.len().div_ceil(L));
+        let mut leaf = Node::empty(NIL);
+        for (start, slot) in order {
+            leaf.push((start, items[slot as usize].0.last()), slot);
+            if leaf.len() == L {
+                nodes.push(alloc(&mut self.leaves, &mut self.free_leaves, leaf));
+                leaf = Node::empty(NIL);
+            }
+        }
+        if leaf.len() > 0 {
+            nodes.push(alloc(&mut self.leaves, &mut self.free_leaves, leaf));
+        }
+        nodes
+    }
+
     /// A tree holding `items`, all attached, with full nodes: one sort by start, then one pass
     /// per level. The handle of item `i` is `Handle::from_bits(i as u64)`: slot `i`,
     /// generation 0, in input order.
@@ -470,33 +538,42 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
         let Some(n) = u32::try_from(items.len()).ok().filter(|&n| n != NIL) else {
             panic!("IntervalTree: more than u32::MAX - 1 slots");
         };
-        // Starts and indices only (the lasts are read from `items` when the leaves are
-        // filled): the sort moves 16 bytes an item, and its two arrays are a third smaller.
-        let mut order: Vec<(u64, u32)> = items
-            .iter()
-            .zip(0..n)
-            .map(|((iv, _), i)| (iv.start(), i))
-            .collect();
-        sort_by_start(&mut order);
-        let mut tree = Self::with_capacity(order.len());
-        tree.len = order.len();
-        if order.is_empty() {
-            return tree;
+        if n == 0 {
+            return Self::new();
         }
-        // Level 0: the leaves, in order; their slots (in input order) once `items` is read.
-        let mut level_nodes: Vec<u32> = Vec::with_capacity(order.len().div_ceil(L));
-        for chunk in order.chunks(L) {
-            let mut leaf = Node::empty(NIL);
-            for &(start, slot) in chunk {
-                leaf.push((start, items[slot as usize].0.last()), slot);
+        // The arrays come and go in the order that keeps the fewest alive at once: fresh memory
+        // is faulted in a page at a time, about half of a build's time at 10^5 intervals. The
+        // sort's scratch is freed before the tree's arrays exist, and its keys before the slots.
+        let order = StartOrder::of(items.iter().map(|(iv, _)| iv.start()));
+        let mut tree = Self {
+            len: items.len(),
+            leaves: Vec::with_capacity(items.len().div_ceil(L)),
+            inners: Vec::with_capacity(items.len().div_ceil(L * (F - 1)) + 1),
+            ..Self::new()
+        };
+        // Level 0: the leaves, in start order (the lasts are read from `items` as they fill);
+        // then the slots, in input order, once `items` is read.
+        let mut level_nodes = match order {
+            StartOrder::Packed {
+                keys,
+                index_bits,
+                zeros,
+            } => {
+                let mask = (1_u64 << index_bits) - 1;
+                #[allow(clippy::cast_possible_truncation, reason = "index_bits <= 32")]
+                let order = keys
+                    .iter()
+                    .map(|&k| ((k >> index_bits) << zeros, (k & mask) as u32));
+                tree.fill_leaves(&items, order)
             }
-            level_nodes.push(alloc(&mut tree.leaves, &mut tree.free_leaves, leaf));
-        }
+            StartOrder::Wide(pairs) => tree.fill_leaves(&items, pairs.iter().copied()),
+        };
+        tree.slots = Slots::with_capacity(items.len());
         for (_, value) in items {
             tree.slots.allocate(value);
         }
-        for (&leaf, chunk) in level_nodes.iter().zip(order.chunks(L)) {
-            tree.adopt(0, leaf, 0..chunk.len());
+        for &leaf in &level_nodes {
+            tree.adopt(0, leaf, 0..tree.leaves[leaf as usize].len());
         }
         // Inner levels until one node is left, always at least one above the leaves.
         let mut level = 0;
