@@ -412,6 +412,19 @@ fn bench_churn_and_build(c: &mut Criterion) {
                 BatchSize::LargeInput,
             );
         });
+        // `IntervalTree.from_arrays`' path: the starts become the sort's keys in place.
+        bulk.bench_function(BenchmarkId::new("mmn_fast_columns", n), |b| {
+            b.iter_batched(
+                || {
+                    let starts = f.items.iter().map(|i| i.start()).collect();
+                    (starts, f.items.iter().map(|i| i.last()).collect())
+                },
+                |(starts, lasts)| {
+                    IntervalTree::from_columns(starts, lasts, 0..u32::try_from(n).unwrap())
+                },
+                BatchSize::LargeInput,
+            );
+        });
         bulk.bench_function(BenchmarkId::new("coitrees", n), |b| {
             b.iter_with_large_drop(|| COITree::<u32, u32>::new(&coi_items));
         });

@@ -369,26 +369,68 @@ fn is_native_u64(format: &[u8]) -> bool {
 /// Items decoded per GIL release, between two looks for signals (a few milliseconds of work).
 const DECODE_CHUNK: usize = 1 << 20;
 
+/// Where [`decode_batch`] puts the intervals it decodes, in order.
+pub trait Decoded: Send {
+    fn with_capacity(n: usize) -> Self;
+    fn len(&self) -> usize;
+    fn push(&mut self, interval: Interval);
+}
+
+impl Decoded for Vec<Interval> {
+    fn with_capacity(n: usize) -> Self {
+        Self::with_capacity(n)
+    }
+    fn len(&self) -> usize {
+        self.len()
+    }
+    fn push(&mut self, interval: Interval) {
+        self.push(interval);
+    }
+}
+
+/// Closed intervals as two columns, the input of `IntervalTree::from_columns` (less memory at
+/// once than a column of intervals, and a bulk build's time is mostly its fresh memory).
+pub struct Columns {
+    pub starts: Vec<u64>,
+    pub lasts: Vec<u64>,
+}
+
+impl Decoded for Columns {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            starts: Vec::with_capacity(n),
+            lasts: Vec::with_capacity(n),
+        }
+    }
+    fn len(&self) -> usize {
+        self.starts.len()
+    }
+    fn push(&mut self, interval: Interval) {
+        self.starts.push(interval.start());
+        self.lasts.push(interval.last());
+    }
+}
+
 /// Decode a batch given as two u64 arrays into intervals with `make`, the checked constructor of
 /// the batch's convention (`Interval::from_range` for half-open ranges, `Interval::new` for
 /// closed intervals). Every pair is checked before the caller changes anything (D3): unequal
 /// lengths or a bad pair is `ValueError` naming the `item`. Large batches are decoded with the
 /// GIL released, a chunk at a time, with a look for signals between chunks (Ctrl-C interrupts
 /// the call, and nothing has changed yet).
-pub fn decode_batch(
+pub fn decode_batch<D: Decoded>(
     py: Python<'_>,
     firsts: &U64s,
     seconds: &U64s,
     make: impl Fn(u64, u64) -> Result<Interval, Error> + Sync,
     item: &str,
-) -> PyResult<Vec<Interval>> {
+) -> PyResult<D> {
     let n = firsts.len();
     if n != seconds.len() {
         return Err(PyValueError::new_err(format!(
             "the two arrays of {item}s have different lengths"
         )));
     }
-    let mut out = Vec::with_capacity(n);
+    let mut out = D::with_capacity(n);
     while out.len() < n {
         let chunk = out.len()..n.min(out.len() + DECODE_CHUNK);
         detach_if_large(py, chunk.len(), || {

@@ -22,7 +22,7 @@ use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
-use super::convert::{decode_batch, u64_array, U64s, DETACH_MIN, U64};
+use super::convert::{decode_batch, u64_array, Columns, U64s, DETACH_MIN, U64};
 use super::locking::{acquire, let_others_run, taken};
 use super::pyrefs::PyRefs;
 use crate::interval::Interval;
@@ -285,19 +285,20 @@ impl IntervalTreeCore {
         lasts: &Bound<'_, PyAny>,
         values: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let (starts, lasts) = (
+        let (starts_in, lasts_in) = (
             U64s::extract(starts, "starts")?,
             U64s::extract(lasts, "lasts")?,
         );
-        let intervals = decode_batch(py, &starts, &lasts, Interval::new, "interval")?;
-        drop((starts, lasts));
+        let Columns { starts, lasts } =
+            decode_batch(py, &starts_in, &lasts_in, Interval::new, "interval")?;
+        drop((starts_in, lasts_in)); // the buffers may change once `values` runs Python
         let values: Vec<Py<PyAny>> = match values {
             Some(v) => {
                 let values: Vec<_> = v
                     .try_iter()?
                     .map(|x| x.map(Bound::unbind))
                     .collect::<PyResult<_>>()?;
-                if values.len() != intervals.len() {
+                if values.len() != starts.len() {
                     return Err(PyValueError::new_err(
                         "values and the arrays have different lengths",
                     ));
@@ -306,8 +307,8 @@ impl IntervalTreeCore {
             }
             None => Vec::new(), // every value None: no slot holds one
         };
-        let items: Vec<_> = intervals.into_iter().map(|iv| (iv, ())).collect();
-        let built = py.detach(|| IntervalTree::bulk_build(items));
+        let units = std::iter::repeat_n((), starts.len());
+        let built = py.detach(|| IntervalTree::from_columns(starts, lasts, units))?;
         self.install(py, built, values);
         Ok(())
     }
@@ -324,7 +325,7 @@ impl IntervalTreeCore {
             U64s::extract(starts, "starts")?,
             U64s::extract(lasts, "lasts")?,
         );
-        let queries = decode_batch(py, &starts, &lasts, Interval::new, "query")?;
+        let queries: Vec<_> = decode_batch(py, &starts, &lasts, Interval::new, "query")?;
         let walk = |tree: &IntervalTree<()>| {
             let mut idx = Vec::new();
             let mut handles = Vec::new();

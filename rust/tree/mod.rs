@@ -236,8 +236,18 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     pub fn with_capacity(n: usize) -> Self {
         Self {
             slots: Slots::with_capacity(n),
-            leaves: Vec::with_capacity(n.div_ceil(L)),
-            inners: Vec::with_capacity(n.div_ceil(L * (F - 1)) + 1),
+            ..Self::with_node_capacity(n)
+        }
+    }
+
+    /// An empty tree whose node arenas hold `n` intervals in full nodes without reallocating
+    /// (no slots reserved).
+    pub(super) fn with_node_capacity(n: usize) -> Self {
+        let leaves = n.div_ceil(L);
+        Self {
+            leaves: Vec::with_capacity(leaves),
+            // Full inner nodes: one per `F - 1` leaves, plus at most one partly full a level.
+            inners: Vec::with_capacity(leaves.div_ceil(F - 1) + MAX_DEPTH.min(leaves)),
             ..Self::new()
         }
     }

@@ -536,6 +536,49 @@ fn bulk_build_gives_input_order_handles() {
 }
 
 #[test]
+fn from_columns_builds_what_bulk_build_builds() {
+    // Both sort representations (page-aligned starts pack, u64::MAX does not), the small-input
+    // sort, and no interval at all: the same leaves, handles and values as `bulk_build`.
+    let mut rand = xorshift(0x0c01_0b17);
+    for (n, wide) in [(0, false), (5, false), (3000, false), (3000, true)] {
+        let items: Vec<(Interval, u64)> = (0..n)
+            .map(|k| {
+                let start = if wide && k % 100 == 7 {
+                    u64::MAX - 5
+                } else {
+                    (rand() % (1 << 28)) << 12
+                };
+                (iv(start, start.saturating_add(5 + rand() % (1 << 20))), k)
+            })
+            .collect();
+        let want = IntervalTree::bulk_build(items.clone());
+        let got = IntervalTree::from_columns(
+            items.iter().map(|(i, _)| i.start()).collect(),
+            items.iter().map(|(i, _)| i.last()).collect(),
+            items.iter().map(|&(_, v)| v),
+        )
+        .unwrap();
+        checked(&got);
+        let all = |t: &IntervalTree<u64>| t.iter().map(|(h, i, &v)| (h, i, v)).collect::<Vec<_>>();
+        assert!(all(&got) == all(&want), "n={n} wide={wide}");
+        assert_eq!((got.len(), got.span()), (want.len(), want.span()));
+    }
+}
+
+#[test]
+fn from_columns_refuses_an_inverted_interval_and_unequal_columns() {
+    let err = IntervalTree::from_columns(vec![0, 9], vec![5, 8], [1, 2].into_iter()).unwrap_err();
+    assert_eq!(
+        err,
+        crate::error::Error::StartAfterLast { start: 9, last: 8 }
+    );
+    let unequal = std::panic::catch_unwind(|| {
+        IntervalTree::from_columns(vec![0, 1], vec![5], [1, 2].into_iter())
+    });
+    assert!(unequal.is_err());
+}
+
+#[test]
 fn drain_values_empties_and_makes_handles_stale() {
     let mut tree = IntervalTree::new();
     let a = tree.insert(iv(0, 1), 1);
@@ -734,7 +777,7 @@ fn bulk_sort_orders_by_start_then_input_order() {
             .collect();
         let mut want: Vec<(u64, u32)> = starts.iter().copied().zip(0..).collect();
         want.sort_unstable();
-        let got: Vec<(u64, u32)> = match update::StartOrder::of(starts.iter().copied()) {
+        let got: Vec<(u64, u32)> = match update::StartOrder::of(starts.clone()) {
             update::StartOrder::Packed {
                 keys,
                 index_bits,

@@ -11,6 +11,7 @@ use std::ops::Range;
 use super::node::{vectorised, Node};
 use super::slots::Slots;
 use super::{corrupted, BPlusTree, MAX_DEPTH, NIL};
+use crate::error::Error;
 use crate::interval::Interval;
 
 /// Run `$body` with `$arena` bound to the arena of `$level` (`&mut Vec<Node<_>>`).
@@ -44,29 +45,28 @@ pub(super) enum StartOrder {
 }
 
 impl StartOrder {
-    /// The order of `starts` (`starts[i]` is item `i`'s; fewer than `u32::MAX` items).
-    pub(super) fn of(starts: impl ExactSizeIterator<Item = u64> + Clone) -> Self {
-        let n = starts.len();
+    /// The order of `starts` (`starts[i]` is item `i`'s; fewer than `u32::MAX` items), packed
+    /// into `starts`' own memory when the pairs fit.
+    pub(super) fn of(mut starts: Vec<u64>) -> Self {
         let (all, max) = starts
-            .clone()
-            .fold((0, 0), |(or, max), s| (or | s, max.max(s)));
+            .iter()
+            .fold((0, 0), |(or, max), &s| (or | s, max.max(s)));
         let zeros = all.trailing_zeros() % u64::BITS; // all starts 0: nothing to shift
-        let index_bits = u64::BITS - (n.max(1) as u64 - 1).leading_zeros();
+        let index_bits = u64::BITS - (starts.len().max(1) as u64 - 1).leading_zeros();
         let start_bits = u64::BITS - (max >> zeros).leading_zeros();
         if start_bits + index_bits <= u64::BITS {
-            let mut keys: Vec<u64> = starts
-                .zip(0..)
-                .map(|(s, i)| (s >> zeros) << index_bits | i)
-                .collect();
+            for (s, i) in starts.iter_mut().zip(0..) {
+                *s = (*s >> zeros) << index_bits | i;
+            }
             // The keys are in index order and the sort is stable: the index bits need no pass.
-            radix_sort(&mut keys, |k| k, index_bits..index_bits + start_bits);
+            radix_sort(&mut starts, |k| k, index_bits..index_bits + start_bits);
             Self::Packed {
-                keys,
+                keys: starts,
                 index_bits,
                 zeros,
             }
         } else {
-            let mut pairs: Vec<(u64, u32)> = starts.zip(0..).collect();
+            let mut pairs: Vec<(u64, u32)> = starts.into_iter().zip(0..).collect();
             radix_sort(&mut pairs, |(s, _)| s, 0..u64::BITS);
             Self::Wide(pairs)
         }
@@ -94,6 +94,7 @@ fn radix_sort<T: Copy + Default>(items: &mut Vec<T>, key: impl Fn(T) -> u64, bit
         }
     }
     let mut scratch = vec![T::default(); items.len()];
+    let mut passes = 0;
     for (d, count) in (0..).zip(counts.iter_mut()) {
         if count.contains(&items.len()) {
             continue; // every item has this digit: the pass would not move anything
@@ -107,6 +108,13 @@ fn radix_sort<T: Copy + Default>(items: &mut Vec<T>, key: impl Fn(T) -> u64, bit
             scratch[*pos] = item;
             *pos += 1;
         }
+        std::mem::swap(items, &mut scratch);
+        passes += 1;
+    }
+    if passes % 2 == 1 {
+        // Back into the caller's array, so that the scratch (the newer allocation, at the top
+        // of the heap) is the one freed and the next allocations reuse its memory.
+        scratch.copy_from_slice(items);
         std::mem::swap(items, &mut scratch);
     }
 }
@@ -506,17 +514,38 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
         })
     }
 
-    /// Full leaves of `items` in `order` (`(start, index)` pairs), the last one partly full;
-    /// their ids, left to right.
-    fn fill_leaves(
+    /// The leaves of a bulk build, full but for the last, left to right: item `i` (its slot)
+    /// starts where `order` says and ends at `last(i)`. Consumes `order`, so that its memory
+    /// is free again before the slots are allocated.
+    fn fill_leaves(&mut self, order: StartOrder, last: impl Fn(u32) -> u64) -> Vec<u32> {
+        match order {
+            StartOrder::Packed {
+                keys,
+                index_bits,
+                zeros,
+            } => {
+                let mask = (1_u64 << index_bits) - 1;
+                #[allow(clippy::cast_possible_truncation, reason = "index_bits <= 32")]
+                let pairs = keys
+                    .iter()
+                    .map(|&k| ((k >> index_bits) << zeros, (k & mask) as u32));
+                self.fill_leaves_in(pairs, last)
+            }
+            StartOrder::Wide(pairs) => self.fill_leaves_in(pairs.into_iter(), last),
+        }
+    }
+
+    /// [`fill_leaves`](Self::fill_leaves) from `(start, slot)` pairs in order (one copy of the
+    /// loop for each representation, no branch on it per item).
+    fn fill_leaves_in(
         &mut self,
-        items: &[(Interval, V)],
         order: impl Iterator<Item = (u64, u32)>,
+        last: impl Fn(u32) -> u64,
     ) -> Vec<u32> {
-        let mut nodes = Vec::with_capacity(items.len().div_ceil(L));
+        let mut nodes = Vec::with_capacity(self.leaves.capacity());
         let mut leaf = Node::empty(NIL);
         for (start, slot) in order {
-            leaf.push((start, items[slot as usize].0.last()), slot);
+            leaf.push((start, last(slot)), slot);
             if leaf.len() == L {
                 nodes.push(alloc(&mut self.leaves, &mut self.free_leaves, leaf));
                 leaf = Node::empty(NIL);
@@ -535,67 +564,95 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     /// # Panics
     /// When `items` has `u32::MAX` entries or more.
     pub fn bulk_build(items: Vec<(Interval, V)>) -> Self {
-        let Some(n) = u32::try_from(items.len()).ok().filter(|&n| n != NIL) else {
-            panic!("IntervalTree: more than u32::MAX - 1 slots");
-        };
-        if n == 0 {
-            return Self::new();
+        check_count(items.len());
+        // Fresh memory is faulted in a page at a time, about half of a build's time at 10^5
+        // intervals: the arrays come and go so that the fewest are alive at once and a freed
+        // one is reused. The sort (its scratch freed) runs before the tree's arrays exist, and
+        // the order is freed before the slots are allocated.
+        let order = StartOrder::of(items.iter().map(|(iv, _)| iv.start()).collect());
+        let mut tree = Self::with_node_capacity(items.len());
+        let leaves = tree.fill_leaves(order, |i| items[i as usize].0.last());
+        tree.finish_build(leaves, items.into_iter().map(|(_, value)| value));
+        tree
+    }
+
+    /// [`bulk_build`](Self::bulk_build) from columns: interval `i` is `[starts[i], lasts[i]]`
+    /// with `values[i]`, the same tree holding less memory at once (`starts` becomes the
+    /// sort's keys in place, `lasts` is freed before the slots are allocated).
+    ///
+    /// # Errors
+    /// [`Error::StartAfterLast`] for the first interval whose start is above its last; nothing
+    /// is built.
+    ///
+    /// # Panics
+    /// When the three lengths differ, or there are `u32::MAX` intervals or more.
+    pub fn from_columns(
+        starts: Vec<u64>,
+        lasts: Vec<u64>,
+        values: impl ExactSizeIterator<Item = V>,
+    ) -> Result<Self, Error> {
+        assert!(
+            starts.len() == lasts.len() && values.len() == starts.len(),
+            "IntervalTree::from_columns: columns of different lengths"
+        );
+        check_count(starts.len());
+        for (&start, &last) in starts.iter().zip(&lasts) {
+            Interval::new(start, last)?;
         }
-        // The arrays come and go in the order that keeps the fewest alive at once: fresh memory
-        // is faulted in a page at a time, about half of a build's time at 10^5 intervals. The
-        // sort's scratch is freed before the tree's arrays exist, and its keys before the slots.
-        let order = StartOrder::of(items.iter().map(|(iv, _)| iv.start()));
-        let mut tree = Self {
-            len: items.len(),
-            leaves: Vec::with_capacity(items.len().div_ceil(L)),
-            inners: Vec::with_capacity(items.len().div_ceil(L * (F - 1)) + 1),
-            ..Self::new()
-        };
-        // Level 0: the leaves, in start order (the lasts are read from `items` as they fill);
-        // then the slots, in input order, once `items` is read.
-        let mut level_nodes = match order {
-            StartOrder::Packed {
-                keys,
-                index_bits,
-                zeros,
-            } => {
-                let mask = (1_u64 << index_bits) - 1;
-                #[allow(clippy::cast_possible_truncation, reason = "index_bits <= 32")]
-                let order = keys
-                    .iter()
-                    .map(|&k| ((k >> index_bits) << zeros, (k & mask) as u32));
-                tree.fill_leaves(&items, order)
-            }
-            StartOrder::Wide(pairs) => tree.fill_leaves(&items, pairs.iter().copied()),
-        };
-        tree.slots = Slots::with_capacity(items.len());
-        for (_, value) in items {
-            tree.slots.allocate(value);
+        let n = starts.len();
+        let order = StartOrder::of(starts); // before the tree's arrays: see `bulk_build`
+        let mut tree = Self::with_node_capacity(n);
+        let leaves = tree.fill_leaves(order, |i| lasts[i as usize]);
+        drop(lasts);
+        tree.finish_build(leaves, values);
+        Ok(tree)
+    }
+
+    /// The rest of a bulk build once its `leaves` are filled: the slots, in input order, then
+    /// the inner levels until one node is left (always at least one above the leaves).
+    fn finish_build(
+        &mut self,
+        mut level_nodes: Vec<u32>,
+        values: impl ExactSizeIterator<Item = V>,
+    ) {
+        if values.len() == 0 {
+            return;
+        }
+        self.len = values.len();
+        self.slots = Slots::with_capacity(self.len);
+        for value in values {
+            self.slots.allocate(value);
         }
         for &leaf in &level_nodes {
-            tree.adopt(0, leaf, 0..tree.leaves[leaf as usize].len());
+            self.adopt(0, leaf, 0..self.leaves[leaf as usize].len());
         }
-        // Inner levels until one node is left, always at least one above the leaves.
         let mut level = 0;
         while level == 0 || level_nodes.len() > 1 {
             let mut above = Vec::with_capacity(level_nodes.len().div_ceil(F));
             for chunk in level_nodes.chunks(F) {
                 let mut inner = Node::empty(NIL);
                 for &child in chunk {
-                    inner.push(tree.summary(level, child), child);
+                    inner.push(self.summary(level, child), child);
                 }
-                let id = alloc(&mut tree.inners, &mut tree.free_inners, inner);
-                tree.adopt(level + 1, id, 0..chunk.len());
+                let id = alloc(&mut self.inners, &mut self.free_inners, inner);
+                self.adopt(level + 1, id, 0..chunk.len());
                 above.push(id);
             }
             level_nodes = above;
             level += 1;
         }
-        (tree.root, tree.height) = (level_nodes[0], level);
-        tree.span = tree.inners[tree.root as usize].summary();
-        debug_assert!(tree.check_invariants().is_ok());
-        tree
+        (self.root, self.height) = (level_nodes[0], level);
+        self.span = self.inners[self.root as usize].summary();
+        debug_assert!(self.check_invariants().is_ok());
     }
+}
+
+/// A bulk build's item count, which slot numbers must hold (`NIL` excluded).
+fn check_count(n: usize) {
+    assert!(
+        u32::try_from(n).is_ok_and(|n| n != NIL),
+        "IntervalTree: more than u32::MAX - 1 slots"
+    );
 }
 
 /// The free list of `level`'s arena.

@@ -35,7 +35,7 @@ impl MMCore {
             U64s::extract(ends, "ends")?,
         );
         // The whole batch is checked before anything changes (D3), large ones without the GIL.
-        let queries = decode_batch(py, &starts, &ends, Interval::from_range, "range")?;
+        let queries: Vec<_> = decode_batch(py, &starts, &ends, Interval::from_range, "range")?;
         drop((starts, ends));
         let mut hits = 0u64;
         let mut i = 0;
