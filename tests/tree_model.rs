@@ -237,7 +237,15 @@ fn run<const L: usize, const F: usize>(profile: &Profile, progress: &mut Progres
                 attached: true,
             });
         }
-        BPlusTree::<u64, L, F>::bulk_build(items)
+        // Both bulk entry points, one seed in two each: they must build the same tree.
+        if profile.seed % 2 == 0 {
+            BPlusTree::<u64, L, F>::bulk_build(items)
+        } else {
+            let starts = items.iter().map(|(i, _)| i.start()).collect();
+            let lasts = items.iter().map(|(i, _)| i.last()).collect();
+            BPlusTree::<u64, L, F>::from_columns(starts, lasts, items.iter().map(|&(_, v)| v))
+                .unwrap()
+        }
     } else {
         BPlusTree::new()
     };

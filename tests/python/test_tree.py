@@ -2,6 +2,7 @@
 against a brute-force list of closed intervals, with hypothesis; handles, KeyError, u64
 extremes, and the buffer kinds the batch calls accept. Bad arguments are in test_bad_input.py."""
 
+import random
 from array import array
 
 import hypothesis.strategies as st
@@ -211,6 +212,30 @@ def test_remove_unknown_handles_is_key_error():
     with pytest.raises(KeyError):
         t.remove(h)
     assert len(t) == 0
+
+
+@pytest.mark.parametrize(("n", "shape"), [(3000, "pages"), (3000, "extremes"),
+                                          (1 << 17, "user space"), ((1 << 17) + 1, "user space")])
+def test_large_from_arrays_orders_like_the_inputs(n, shape):
+    """from_arrays past the small-input sort, in both of the build's key forms: start and index
+    packed in one word when both fit (page-aligned starts; starts below 2**47 with 2**17
+    intervals), pairs otherwise (starts near 2**64; 2**17 + 1 intervals below 2**47). Every
+    interval keeps its index as handle, and the tree lists them by start, ties by index."""
+    rng = random.Random(n)
+    starts = []
+    for i in range(n):
+        if shape == "pages":
+            starts.append(rng.randrange(1 << 28) << 12)
+        elif shape == "extremes":
+            starts.append(rng.choice([0, U64_MAX - 9, rng.randrange(U64_MAX - 9)]))
+        else:
+            starts.append((1 << 47) - 1 if i == 0 else rng.randrange(1 << 47))
+    lasts = [s + rng.randrange(10) for s in starts]
+    tree = IntervalTree.from_arrays(array("Q", starts), array("Q", lasts))
+    got = [(h, s, l) for h, s, l, _ in tree.items()]
+    assert got == sorted(((i, s, l) for i, (s, l) in enumerate(zip(starts, lasts, strict=True))),
+                         key=lambda row: (row[1], row[0]))
+    tree._check_invariants()
 
 
 def test_from_arrays_handles_are_indices():
