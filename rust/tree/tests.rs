@@ -784,9 +784,8 @@ fn bulk_sort_orders_by_start_then_input_order() {
                 zeros,
             } => {
                 assert!(packed, "n={n} shape={shape}: packed");
-                let mask = (1 << index_bits) - 1;
                 keys.iter()
-                    .map(|&k| ((k >> index_bits) << zeros, u32::try_from(k & mask).unwrap()))
+                    .map(|&k| update::StartOrder::unpack(k, index_bits, zeros))
                     .collect()
             }
             update::StartOrder::Wide(pairs) => {

@@ -71,6 +71,14 @@ impl StartOrder {
             Self::Wide(pairs)
         }
     }
+
+    /// The `(start, index)` that a key of the packed form stands for.
+    #[inline]
+    pub(super) fn unpack(key: u64, index_bits: u32, zeros: u32) -> (u64, u32) {
+        let index = key & ((1_u64 << index_bits) - 1);
+        #[allow(clippy::cast_possible_truncation, reason = "index_bits <= 32")]
+        ((key >> index_bits) << zeros, index as u32)
+    }
 }
 
 /// Sort `items` stably by the bits `bits` of `key(item)`: an LSD radix sort, skipping the
@@ -524,11 +532,9 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
                 index_bits,
                 zeros,
             } => {
-                let mask = (1_u64 << index_bits) - 1;
-                #[allow(clippy::cast_possible_truncation, reason = "index_bits <= 32")]
                 let pairs = keys
                     .iter()
-                    .map(|&k| ((k >> index_bits) << zeros, (k & mask) as u32));
+                    .map(|&k| StartOrder::unpack(k, index_bits, zeros));
                 self.fill_leaves_in(pairs, last)
             }
             StartOrder::Wide(pairs) => self.fill_leaves_in(pairs.into_iter(), last),
