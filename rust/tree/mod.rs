@@ -45,6 +45,10 @@
 //!   as [`BPlusTree::for_each_overlap_mut`] would. The notifier's `invalidate_many` and the
 //!   binding's `overlap_many` use it: 1.5x faster than one query after another at 10^3
 //!   intervals, 2.2x at 10^6 (`batch_query_range` in `benches/tree.rs`).
+//! - [`BPlusTree::bulk_build`] and [`BPlusTree::from_columns`] (`update.rs`; the second is
+//!   `IntervalTree.from_arrays`' path): one radix sort by start, then full nodes level by level,
+//!   their arrays allocated in the order that keeps the fewest alive at once (a large build's
+//!   time is mostly the first touch of its fresh memory; docs/benchmarks.md).
 //! - Memory: [`BPlusTree::NODE_BYTES`] per interval with full nodes (a `bulk_build`, or
 //!   sorted inserts): a slot of 8 bytes plus the value (no tag: occupancy is the generation's
 //!   parity), a sixteenth of a leaf and a share of the inner nodes; 39 bytes with an 8-byte
