@@ -85,9 +85,10 @@ use std::mem;
 use crate::interval::Interval;
 
 pub use batch::Found;
-use node::Node;
+pub(crate) use node::prefetch;
 #[cfg(feature = "python")]
-pub(crate) use node::{prefetch, prefetch_ptr};
+pub(crate) use node::prefetch_ptr;
+use node::Node;
 pub(crate) use node::{run_vectorised, vectorised};
 use query::Cursor;
 pub use query::{Iter, Overlaps};
