@@ -166,6 +166,23 @@ def checks_table(checks: list[dict[str, Any]]) -> str:
     return _render(["issue 11 target (ratio in this run)", "value", "limit", "", "note"], lines)
 
 
+def runs_table(runs: list[list[dict[str, Any]]]) -> str:
+    """Issue 11's targets over several runs: each run's value, and in how many runs the target
+    held (the issue asks for each to hold over three runs on this noisy machine)."""
+    per_run = [{c["target"]: c for c in checks} for checks in runs]
+    names = list(dict.fromkeys(c["target"] for checks in runs for c in checks))
+    lines = []
+    for name in names:
+        found = [r.get(name) for r in per_run]
+        first = next(c for c in found if c is not None)
+        values = ["-" if c is None or c["value"] is None else f"{c['value']:.2f}" for c in found]
+        met = sum(1 for c in found if c is not None and c["met"])
+        lim = f"{'<=' if first['at_most'] else '>='} {first['limit']:g}"
+        lines.append([name, *values, lim, f"met in {met} of {len(runs)}"])
+    header = ["issue 11 target (ratio in each run)", *(f"run {i + 1}" for i in range(len(runs))), "limit", ""]
+    return _render(header, lines)
+
+
 def plot(path: str, rows: list[dict[str, Any]], targets: dict[str, dict[str, Any]]) -> str:
     try:
         import matplotlib  # type: ignore[import-not-found, unused-ignore]

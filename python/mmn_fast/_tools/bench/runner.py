@@ -81,21 +81,14 @@ class Progress:
             sys.stderr.flush()
 
 
-def run_target(target: str, cfg: dict[str, Any], bar: Progress, timeout: float) -> dict[str, Any]:
-    """One worker process; returns its status and results, a crash included."""
-    fd, path = tempfile.mkstemp(prefix="mmn_bench_", suffix=".jsonl")
-    os.close(fd)
-    cmd = [sys.executable, "-m", "mmn_fast._tools.bench", "--worker", target, "--out", path]
-    if cfg["quick"]:
-        cmd.append("--quick")
-    # The worker derives its configuration from the same flags.
-    cmd += ["--repeat", str(cfg["repeat"]), "--n", str(cfg["n"])]
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+def _follow(
+    proc: subprocess.Popen[bytes], path: str, target: str, bar: Progress, timeout: float
+) -> tuple[list[dict[str, Any]], bool]:
+    """The records the worker writes to ``path``, read as they come until it exits (or is
+    killed after ``timeout`` seconds: then the second value is true)."""
     t0 = time.monotonic()
     records: list[dict[str, Any]] = []
     pos = 0
-    timed_out = False
     while True:
         try:
             proc.wait(timeout=0.2)
@@ -113,13 +106,30 @@ def run_target(target: str, cfg: dict[str, Any], bar: Progress, timeout: float) 
             if rec["kind"] == "progress":
                 bar.show(f"{target}: {rec['step']}")
         if finished:
-            break
+            return records, False
         if time.monotonic() - t0 > timeout:
             proc.kill()
             proc.wait()
-            timed_out = True
-            break
-    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            return records, True
+
+
+def run_target(target: str, cfg: dict[str, Any], bar: Progress, timeout: float) -> dict[str, Any]:
+    """One worker process; returns its status and results, a crash included."""
+    fd, path = tempfile.mkstemp(prefix="mmn_bench_", suffix=".jsonl")
+    os.close(fd)
+    cmd = [sys.executable, "-m", "mmn_fast._tools.bench", "--worker", target, "--out", path]
+    if cfg["quick"]:
+        cmd.append("--quick")
+    # The worker derives its configuration from the same flags.
+    cmd += ["--repeat", str(cfg["repeat"]), "--n", str(cfg["n"])]
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    # stderr goes to a file, not a pipe: a pipe read only at the end would stall a worker that
+    # writes more than the pipe holds (a long traceback, a chatty peer) until the timeout.
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errors, env=env)
+        records, timed_out = _follow(proc, path, target, bar, timeout)
+        errors.seek(0)
+        stderr = errors.read().decode(errors="replace")
     os.unlink(path)
     status = next((r for r in records if r["kind"] == "status"), None)
     out: dict[str, Any] = {
@@ -129,7 +139,8 @@ def run_target(target: str, cfg: dict[str, Any], bar: Progress, timeout: float) 
         "results": {r["workload"]: r for r in records if r["kind"] == "result"},
     }
     done = any(r["kind"] == "done" for r in records)
-    if out["status"] == "ok" and not done:
+    # A worker that never said whether its target imports (it died first) crashed too.
+    if out["status"] in ("ok", "crashed") and not done:
         last = [r for r in records if r["kind"] == "progress"]
         where = last[-1]["step"] if last else "start"
         why = "timed out" if timed_out else f"exit code {proc.returncode}"
