@@ -238,6 +238,24 @@ fn fill<const L: usize, const F: usize>(
     t
 }
 
+/// Time `build` as `id` at size `n`; see [`bench_insert_remove`] for `reuse`. The tree is
+/// dropped outside the timing either way.
+fn time_build<T>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    id: &str,
+    n: usize,
+    reuse: bool,
+    build: impl Fn() -> T,
+) {
+    group.bench_function(BenchmarkId::new(id, n), |b| {
+        if reuse {
+            b.iter_batched(|| (), |()| build(), BatchSize::PerIteration);
+        } else {
+            b.iter_with_large_drop(&build);
+        }
+    });
+}
+
 fn remove_all<const L: usize, const F: usize>(
     mut t: BPlusTree<u32, L, F>,
     handles: &[Handle],
@@ -293,28 +311,35 @@ fn count_ours<const L: usize, const F: usize>(
 }
 
 fn bench_insert_remove(c: &mut Criterion) {
-    let mut insert = c.benchmark_group("insert");
-    heavy(&mut insert);
-    for f in fixtures() {
-        let n = f.items.len();
-        insert.throughput(Throughput::Elements(n as u64));
-        insert.bench_with_input(BenchmarkId::new("mmn_fast", n), &f.items, |b, items| {
-            b.iter_with_large_drop(|| fill(IntervalTree::with_capacity(items.len()), items));
-        });
-        insert.bench_with_input(BenchmarkId::new(WIDE, n), &f.items, |b, items| {
-            b.iter_with_large_drop(|| fill(Wide::with_capacity(items.len()), items));
-        });
-        insert.bench_with_input(BenchmarkId::new("iset", n), &f.items, |b, items| {
-            b.iter_with_large_drop(|| {
-                let mut t: IntervalMap<u64, u32> = IntervalMap::with_capacity(items.len());
+    // `insert` keeps every tree of a batch until the batch ends, so each build may touch fresh
+    // memory, which this VM faults in at 2-3.5 us a page (a third of a build of 10^3, for
+    // every target, unless the larger fixtures grew the heap first); `insert_reused` drops
+    // each tree before the next build, which then reuses the allocator's memory, as builds
+    // in a long-running program do.
+    for (name, reuse) in [("insert", false), ("insert_reused", true)] {
+        let mut insert = c.benchmark_group(name);
+        heavy(&mut insert);
+        for f in fixtures() {
+            let (n, items) = (f.items.len(), &f.items);
+            insert.throughput(Throughput::Elements(n as u64));
+            time_build(&mut insert, "mmn_fast", n, reuse, || {
+                fill(IntervalTree::with_capacity(n), items)
+            });
+            if !reuse {
+                time_build(&mut insert, WIDE, n, reuse, || {
+                    fill(Wide::with_capacity(n), items)
+                });
+            }
+            time_build(&mut insert, "iset", n, reuse, || {
+                let mut t: IntervalMap<u64, u32> = IntervalMap::with_capacity(n);
                 for (&i, k) in items.iter().zip(0u32..) {
                     t.force_insert(to_range(i), k);
                 }
                 t
             });
-        });
+        }
+        insert.finish();
     }
-    insert.finish();
 
     let mut remove = c.benchmark_group("remove");
     heavy(&mut remove);
