@@ -50,6 +50,9 @@ const STALE_SHARE: usize = 32;
 /// stores, and ranges up to 512 KiB at the finest level; wider ranges walk.
 const MAX_PROBES: u64 = 16;
 
+/// Sets of at least this many words (32 KiB, a first-level data cache) are prefetched.
+const PREFETCH_WORDS: usize = 1 << 12;
+
 /// The smallest set: 4096 bits, 512 bytes.
 const MIN_WORDS: usize = 64;
 
@@ -175,12 +178,13 @@ impl OccupiedBlocks {
     }
 
     /// Start loading the words that [`rules_out`](Self::rules_out)`(q)` will read, when it
-    /// will probe: the word of `q`'s first block at each level with marks (a store's only
-    /// block). The load is a miss at 10^5 subscriptions and more; started before the caller's
-    /// other checks, it overlaps them.
+    /// will probe and the set is too large to stay in the first-level cache: the word of
+    /// `q`'s first block at each level with marks (a store's only block). The load is a miss
+    /// at 10^5 subscriptions and more; started before the caller's other checks, it overlaps
+    /// them. A smaller set is read at once, and the hashing would only add to the start.
     #[inline]
     pub fn prefetch(&self, q: Interval) {
-        if self.words.is_empty() || self.score < PAYS {
+        if self.words.len() < PREFETCH_WORDS || self.score < PAYS {
             return;
         }
         let mut levels = self.levels;
