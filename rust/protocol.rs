@@ -300,8 +300,10 @@ impl<P> Protocol<P> {
         let encloses = |empty: Option<Interval>| empty.is_some_and(|e| e.encloses(query));
         let mut walk = !encloses(self.known_empty);
         if walk {
-            self.occupied.prefetch(query); // read last, below: its miss overlaps the checks
-                                           // The page's entry is read only when the known-empty range does not answer.
+            // The probe's words are read last, below: asked for first, their miss overlaps
+            // the checks before. The page's entry is read only when the known-empty range
+            // does not answer.
+            self.occupied.prefetch(query);
             let in_page = page.and_then(|p| self.empty_pages.get(p));
             let near_known = self.known_empty.is_some_and(|e| {
                 query.start() <= e.last().saturating_add(NEAR_EMPTY)

@@ -139,8 +139,8 @@ def run_target(target: str, cfg: dict[str, Any], bar: Progress, timeout: float) 
         "results": {r["workload"]: r for r in records if r["kind"] == "result"},
     }
     done = any(r["kind"] == "done" for r in records)
-    # A worker that never said whether its target imports (it died first) crashed too.
-    if out["status"] in ("ok", "crashed") and not done:
+    # A worker that died before it said whether its target imports crashed too.
+    if (status is None or status["status"] == "ok") and not done:
         last = [r for r in records if r["kind"] == "progress"]
         where = last[-1]["step"] if last else "start"
         why = "timed out" if timed_out else f"exit code {proc.returncode}"
