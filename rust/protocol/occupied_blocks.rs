@@ -187,13 +187,21 @@ impl OccupiedBlocks {
         if self.words.len() < PREFETCH_WORDS || self.score < PAYS {
             return;
         }
-        let mut levels = self.levels;
-        while levels != 0 {
-            let level = levels.trailing_zeros();
-            levels &= levels - 1;
+        for level in self.levels_in_use() {
             let (word, _) = self.bits(level, q.start() >> block_shift(level));
             prefetch(&self.words[word]);
         }
+    }
+
+    /// The levels that hold marks, finest first.
+    #[inline]
+    fn levels_in_use(&self) -> impl Iterator<Item = u32> {
+        let mut levels = self.levels;
+        std::iter::from_fn(move || {
+            let level = (levels != 0).then(|| levels.trailing_zeros())?;
+            levels &= levels - 1;
+            Some(level)
+        })
     }
 
     /// Whether some interval may overlap `q`; `false` only when none does. A range wider than
@@ -203,10 +211,7 @@ impl OccupiedBlocks {
         if self.words.is_empty() {
             return false; // nothing was ever marked: no interval is in the tree
         }
-        let mut levels = self.levels;
-        while levels != 0 {
-            let level = levels.trailing_zeros();
-            levels &= levels - 1;
+        for level in self.levels_in_use() {
             let shift = block_shift(level);
             let (first, last) = (q.start() >> shift, q.last() >> shift);
             if last - first >= MAX_PROBES {
