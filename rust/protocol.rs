@@ -46,12 +46,14 @@
 //! lock as the end that applies the list).
 
 mod empty_pages;
+mod native_hits;
 mod occupied_blocks;
 
 use crate::error::Error;
 use crate::interval::Interval;
 use crate::tree::{Found, Handle, IntervalTree};
 use empty_pages::EmptyPages;
+use native_hits::NativeHits;
 use occupied_blocks::OccupiedBlocks;
 
 /// The identity of one subscription: its node in the tree's arena. It stays the same while a
@@ -181,6 +183,10 @@ pub struct Protocol<P> {
     /// Where the attached subscriptions are, coarsely: answers most starts in pages never seen
     /// before that hit nothing, without a walk ([`OccupiedBlocks`]).
     occupied: OccupiedBlocks,
+    /// Native hits not yet written to their subscriptions, and which slots are native
+    /// ([`NativeHits`]): a start's native hits touch no slot. Everything that reads or frees
+    /// a subscription settles them first ([`Protocol::settle`]).
+    native_hits: NativeHits,
 }
 
 /// How close (in bytes) to the known-empty range a start must come for it to look for the
@@ -218,6 +224,7 @@ impl<P> Protocol<P> {
             known_empty: None,
             empty_pages: EmptyPages::default(),
             occupied: OccupiedBlocks::default(),
+            native_hits: NativeHits::default(),
         }
     }
 
@@ -266,32 +273,56 @@ impl<P> Protocol<P> {
         self.tree.is_empty()
     }
 
-    /// The tree, for read-only walks (introspection, invariant checks).
+    /// The tree, for read-only walks (introspection, invariant checks). A native
+    /// subscription's seq there may not show its latest hits yet: [`Protocol::sub`] does.
     pub fn tree(&self) -> &IntervalTree<Sub<P>> {
         &self.tree
     }
 
     /// A subscription by key, attached or pending.
-    pub fn sub(&self, key: SubKey) -> Option<(Interval, &Sub<P>)> {
+    pub fn sub(&mut self, key: SubKey) -> Option<(Interval, &Sub<P>)> {
+        self.settle();
         self.tree.get(key)
     }
 
     /// Mutable access to a subscription by key.
     pub fn sub_mut(&mut self, key: SubKey) -> Option<(Interval, &mut Sub<P>)> {
+        self.settle();
         self.tree.get_mut(key)
+    }
+
+    /// Write the logged native hits to their subscriptions, oldest first, as the starts that
+    /// logged them would have ([`Sub::invalidate_native`]); a few slots are loaded ahead of
+    /// the one being written so that their misses overlap. Nothing to do when none is logged.
+    fn settle(&mut self) {
+        if !self.native_hits.pending() {
+            return;
+        }
+        let log = self.native_hits.take();
+        for &(slot, _) in log.iter().take(native_hits::AHEAD) {
+            self.tree.prefetch_slot(slot);
+        }
+        for (i, &(slot, cur_seq)) in log.iter().enumerate() {
+            if let Some(&(ahead, _)) = log.get(i + native_hits::AHEAD) {
+                self.tree.prefetch_slot(ahead);
+            }
+            let (key, sub) = self.tree.slot_entry_mut(slot);
+            sub.invalidate_native(key, cur_seq, &mut self.journal);
+        }
+        self.native_hits.settled(log);
     }
 
     /// Start of an invalidation, interval side (R11, R12): `active += 1`; if `query` overlaps a
     /// subscription, begin writing (`seq |= 1`) and visit each overlapping one in ascending
-    /// start with the epoch's odd `cur_seq` (R13). A native one is handled here
-    /// ([`Protocol::invalidate_native`]) as long as no callback subscription came before it in
-    /// this walk; every other hit goes to `on_hit`, under the caller's lock, to be handled in
+    /// start with the epoch's odd `cur_seq` (R13). A native one is handled here as long as no
+    /// callback subscription came before it in this walk: logged, and written to the
+    /// subscription before anything reads it; every other hit goes to `on_hit`, under the caller's lock, to be handled in
     /// order after unlocking, natives included, so that a refusal stops the walk before the
     /// later ones (R16). `hits` counts all of them. Pairs with [`Protocol::end`].
     pub fn start(
         &mut self,
         query: Interval,
-        on_hit: impl FnMut(SubKey, Interval, &mut Sub<P>, u64),
+        on_hit: impl FnMut(SubKey, Interval, &Sub<P>, u64),
     ) -> Started {
         // A range inside one known empty overlaps nothing: counted, no walk, and no change to
         // `seq` (R12), exactly what the walk would conclude. A start that misses it near a
@@ -325,7 +356,7 @@ impl<P> Protocol<P> {
         }
         let started = self.start_over(on_hit, |tree, visit| {
             if walk {
-                tree.for_each_overlap_mut(query, visit);
+                tree.for_each_overlap_slot(query, visit);
             }
         });
         if walk && started.hits == 0 {
@@ -378,34 +409,42 @@ impl<P> Protocol<P> {
         &mut self,
         found: &Found,
         i: usize,
-        on_hit: impl FnMut(SubKey, Interval, &mut Sub<P>, u64),
+        on_hit: impl FnMut(SubKey, Interval, &Sub<P>, u64),
     ) -> Started {
-        self.start_over(on_hit, |tree, visit| {
-            tree.for_each_found_mut(found, i, visit);
+        self.start_over(on_hit, |_, visit| {
+            for &(slot, iv) in found.hits(i) {
+                visit(slot, iv);
+            }
         })
     }
 
-    /// The body of both starts; `hits_of` calls its visitor on each hit, in ascending start.
+    /// The body of both starts; `hits_of` calls its visitor on each hit's slot and interval,
+    /// in ascending start.
     fn start_over(
         &mut self,
-        mut on_hit: impl FnMut(SubKey, Interval, &mut Sub<P>, u64),
-        hits_of: impl FnOnce(&mut IntervalTree<Sub<P>>, &mut dyn FnMut(SubKey, Interval, &mut Sub<P>)),
+        mut on_hit: impl FnMut(SubKey, Interval, &Sub<P>, u64),
+        hits_of: impl FnOnce(&IntervalTree<Sub<P>>, &mut dyn FnMut(u32, Interval)),
     ) -> Started {
         self.active += 1;
         // One walk: hits get the odd value this start will publish if it hits (R12).
         let cur_seq = self.seq | 1;
         let mut hits = 0;
         let mut callback_seen = false;
-        let journal = &mut self.journal;
-        hits_of(&mut self.tree, &mut |key, iv, sub| {
+        let mut full = false;
+        let (tree, native_hits) = (&self.tree, &mut self.native_hits);
+        hits_of(tree, &mut |slot, iv| {
             hits += 1;
-            if sub.native && !callback_seen {
-                sub.invalidate_native(key, cur_seq, journal);
+            if !callback_seen && native_hits.is_native(slot) {
+                full |= native_hits.log(slot, cur_seq);
             } else {
                 callback_seen = true;
+                let (key, sub) = tree.slot_entry(slot);
                 on_hit(key, iv, sub, cur_seq);
             }
         });
+        if full {
+            self.settle();
+        }
         if hits > 0 {
             self.seq = cur_seq; // begin writing (R8a)
         }
@@ -425,9 +464,10 @@ impl<P> Protocol<P> {
     /// when the caller's in-order walk reaches it (the start is still active, so `key` is
     /// still subscribed). Returns false for a key that is not a native subscription.
     pub fn invalidate_native(&mut self, key: SubKey, cur_seq: u64) -> bool {
+        self.settle(); // the earlier hits first, in the order they came
         let journal = &mut self.journal;
-        match self.tree.get_mut(key) {
-            Some((_, sub)) if sub.native => {
+        match self.tree.value_mut(key) {
+            Some(sub) if sub.native => {
                 sub.invalidate_native(key, cur_seq, journal);
                 true
             }
@@ -450,6 +490,9 @@ impl<P> Protocol<P> {
             return Ok(Ended::Open);
         }
         self.seq += 1;
+        if self.has_deferred() {
+            self.settle(); // before a deferred removal frees its slot
+        }
         let mut freed = Vec::new();
         // Loop invariant: every key still on `deferred` names a live subscription whose
         // `pending` says what to do with it (insert and remove clear their entry together).
@@ -515,6 +558,7 @@ impl<P> Protocol<P> {
             self.deferred.push(key);
             Ok((key, InsertState::Deferred))
         }
+        .inspect(|&(key, _)| self.native_hits.mark(key.slot(), native))
     }
 
     /// Remove a subscription (R39, D4).
@@ -522,6 +566,7 @@ impl<P> Protocol<P> {
     /// # Errors
     /// [`Error::NotSubscribed`] for a key that is gone or already queued for removal (D6).
     pub fn remove(&mut self, key: SubKey) -> Result<Removal<P>, Error> {
+        self.settle(); // its journal flag decides where its payload goes
         let attached = self.tree.is_attached(key);
         let Some((_, sub)) = self.tree.get_mut(key) else {
             return Err(Error::NotSubscribed);
@@ -557,8 +602,9 @@ impl<P> Protocol<P> {
     /// drain, however often it was hit: first those still subscribed, then those removed since
     /// (whose payloads are returned, to drop outside the lock).
     pub fn drain_journal(&mut self, mut f: impl FnMut(&P)) -> Vec<P> {
+        self.settle();
         for key in self.journal.drain(..) {
-            if let Some((_, sub)) = self.tree.get_mut(key) {
+            if let Some(sub) = self.tree.value_mut(key) {
                 sub.journaled = false;
                 f(&sub.payload);
             }
@@ -588,8 +634,8 @@ impl<P> Protocol<P> {
     ///
     /// # Errors
     /// [`Error::NotSubscribed`] for a removed subscription.
-    pub fn read_begin(&self, key: SubKey) -> Result<(u64, bool), Error> {
-        let (_, sub) = self.tree.get(key).ok_or(Error::NotSubscribed)?;
+    pub fn read_begin(&mut self, key: SubKey) -> Result<(u64, bool), Error> {
+        let (_, sub) = self.sub(key).ok_or(Error::NotSubscribed)?;
         Ok((sub.seq, sub.seq == self.seq))
     }
 
@@ -604,15 +650,17 @@ impl<P> Protocol<P> {
     pub fn drain_payloads(&mut self) -> Vec<P> {
         self.deferred.clear();
         self.journal.clear();
+        self.native_hits.clear();
         let mut all = std::mem::take(&mut self.journal_removed);
         all.extend(self.tree.drain_values().into_iter().map(|sub| sub.payload));
         self.occupied.clear();
         all
     }
 
-    /// Bytes held by the summary of occupied blocks.
-    pub fn occupied_bytes(&self) -> usize {
-        self.occupied.bytes()
+    /// Bytes held beside the tree: the summary of occupied blocks and the native hits' bits
+    /// and log.
+    pub fn side_bytes(&self) -> usize {
+        self.occupied.bytes() + self.native_hits.bytes()
     }
 
     /// Check R81 and R84 and the tree's own invariants (for tests).
@@ -652,7 +700,27 @@ impl<P> Protocol<P> {
                 ));
             }
         }
-        for (_, iv, sub) in &self.tree {
+        for &(slot, cur_seq) in self.native_hits.logged() {
+            let key = self
+                .tree
+                .slot_handle(slot)
+                .ok_or("a logged hit's slot is vacant")?;
+            if !self.tree.is_attached(key) || !self.tree.get(key).is_some_and(|(_, s)| s.native) {
+                return Err(format!(
+                    "logged hit {key:?} is not an attached native subscription"
+                ));
+            }
+            if cur_seq & 1 == 0 || cur_seq > self.seq {
+                return Err(format!(
+                    "logged hit {key:?} has seq {cur_seq} (mm seq {})",
+                    self.seq
+                ));
+            }
+        }
+        for (key, iv, sub) in &self.tree {
+            if sub.native != self.native_hits.is_native(key.slot()) {
+                return Err(format!("{key:?} is not marked as its kind"));
+            }
             if sub.seq & 1 == 0 {
                 return Err(format!("subscription seq {} is even (R31)", sub.seq));
             }

@@ -83,7 +83,7 @@ impl Mm {
     /// Also returns the subscription's `set_seq` count as read in the same lock hold.
     fn read_begin(&self, key: SubKey) -> (u64, u64) {
         let (s, wait, sets) = {
-            let g = self.0.lock();
+            let mut g = self.0.lock();
             let (s, wait) = g.read_begin(key).unwrap();
             (s, wait, g.sub(key).unwrap().1.payload)
         };
@@ -156,7 +156,7 @@ fn reader(mm: &Mm, drv: &Driver, key: SubKey) {
     let pte = drv.pte.load(Ordering::SeqCst);
     let mut mirror = drv.mirror.lock().unwrap();
     let (retry, sets_now) = {
-        let g = mm.0.lock();
+        let mut g = mm.0.lock();
         let (_, sub) = g.sub(key).unwrap();
         (sub.seq() != s, sub.payload) // read_retry (R28)
     };

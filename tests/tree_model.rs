@@ -161,15 +161,18 @@ fn compare_queries<const L: usize, const F: usize>(
     assert_eq!(tree.count_overlap(q), want.len(), "count_overlap({q:?})");
     assert_eq!(tree.any_overlap(q), !want.is_empty(), "any_overlap({q:?})");
     if rng.percent(30) {
-        // Same walk, mutable: bump every hit's value in tree and model alike.
+        // Same walk, by slot: then bump every hit's value in tree and model alike.
+        let mut slots = Vec::new();
+        tree.for_each_overlap_slot(q, |slot, i| slots.push((slot, i)));
         let mut visited = Vec::new();
-        tree.for_each_overlap_mut(q, |h, i, v| {
+        for (slot, i) in slots {
+            let (h, v) = tree.slot_entry_mut(slot);
             visited.push(hit(h, i, *v));
             *v += 1;
-        });
+        }
         assert_eq!(
             visited, got,
-            "for_each_overlap_mut({q:?}) differs from overlaps"
+            "for_each_overlap_slot({q:?}) differs from overlaps"
         );
         for e in model
             .entries

@@ -235,6 +235,93 @@ fn r16_natives_after_a_callback_wait_for_the_in_order_walk() {
     assert_eq!(seen, ["before"]);
 }
 
+/// Start and end `q` with no read between (the native hits stay logged); returns `cur_seq`.
+fn pair(p: &mut Protocol<&'static str>, q: Interval) -> u64 {
+    let (cur, called) = start(p, q);
+    assert!(called.is_empty());
+    end(p);
+    cur
+}
+
+#[test]
+fn logged_native_hits_settle_by_themselves_when_the_log_fills() {
+    let mut p = Protocol::new();
+    let keys: Vec<SubKey> = (0..10u64)
+        .map(|k| p.insert(iv(k << 12, 0x1000), true, "n").unwrap().0)
+        .collect();
+    let mut last = 0;
+    let mut most = 0;
+    // 3 hits a pair, over several fillings of the log, no read in between.
+    for k in 0..1000u64 {
+        last = pair(&mut p, iv((k % 8) << 12, 0x3000));
+        most = most.max(p.native_hits.logged().len());
+        p.check_invariants().unwrap(); // checks every logged hit too
+    }
+    assert!(
+        most > 0 && most < 256,
+        "the log settles itself at its capacity"
+    );
+    // The last pair hit subscriptions 7, 8 and 9 (the pair before: 6, 7, 8).
+    let seqs: Vec<u64> = keys.iter().map(|&k| p.sub(k).unwrap().1.seq()).collect();
+    assert_eq!(&seqs[7..], [last; 3]);
+    assert_eq!(seqs[6], last - 2);
+    assert!(!p.native_hits.pending(), "a read settles");
+    let mut seen = Vec::new();
+    assert!(p.drain_journal(|t| seen.push(*t)).is_empty());
+    assert_eq!(seen.len(), 10, "each once, however often hit");
+}
+
+#[test]
+fn every_read_or_free_of_a_subscription_settles_the_log_first() {
+    let mut p = Protocol::new();
+    let (a, _) = p.insert(iv(0, 0x1000), true, "a").unwrap();
+    let (b, _) = p.insert(iv(0x1000, 0x1000), true, "b").unwrap();
+    let cur = pair(&mut p, range(0, 0x2000));
+    assert!(p.native_hits.pending());
+    // read_begin and sub see the hit.
+    assert_eq!(p.read_begin(a).unwrap(), (cur, false));
+    assert!(!p.native_hits.pending());
+    // An idle remove: the payload of a journaled subscription stays for the drain.
+    let cur = pair(&mut p, range(0, 0x2000));
+    assert!(matches!(p.remove(a), Ok(Removal::Done(None))));
+    // A deferred remove: the closing end settles, then frees the slot.
+    p.start(range(0x1000, 0x1001), |_, _, _, _| {});
+    assert!(matches!(p.remove(b), Ok(Removal::Deferred { .. })));
+    let hit_again = pair(&mut p, range(0x1000, 0x1001)); // joins the open epoch (R40)
+    assert!(p.native_hits.pending());
+    assert_eq!(
+        end(&mut p),
+        Vec::<&str>::new(),
+        "journaled: kept for the drain"
+    );
+    assert_eq!(hit_again, cur + 2);
+    // The freed slots are reused: the new subscriptions owe nothing to the old hits.
+    let (reused, _) = p.insert(iv(0, 0x1000), false, "c").unwrap();
+    let (native, _) = p.insert(iv(0x1000, 0x1000), true, "d").unwrap();
+    assert!(reused.slot() == a.slot() || reused.slot() == b.slot());
+    assert_eq!(p.sub(reused).unwrap().1.seq(), p.seq() - 1);
+    assert_eq!(p.sub(native).unwrap().1.seq(), p.seq() - 1);
+    let mut seen = Vec::new();
+    let gone = p.drain_journal(|t| seen.push(*t));
+    assert_eq!((seen, gone), (vec!["a", "b"], vec!["a", "b"]));
+    p.check_invariants().unwrap();
+}
+
+#[test]
+fn a_native_handed_back_is_not_overwritten_by_its_older_logged_hits() {
+    let mut p = Protocol::new();
+    p.insert(iv(0, 0x1000), false, "py").unwrap();
+    let (n, _) = p.insert(iv(0x1000, 0x1000), true, "n").unwrap();
+    let first = pair(&mut p, range(0x1000, 0x2000)); // n alone: logged
+    assert!(p.native_hits.pending());
+    // Now a callback comes first in the walk: n is handed back and written at once, after
+    // its logged hit.
+    let (cur, called) = start(&mut p, range(0, 0x2000));
+    assert_eq!(called, ["py"]);
+    end(&mut p);
+    assert_eq!((first + 2, p.sub(n).unwrap().1.seq()), (cur, cur));
+}
+
 #[test]
 fn t11_t6_r6_empty_tree_still_counts() {
     let mut p = Protocol::new();
@@ -286,7 +373,7 @@ fn run_batch(queries: &[Interval], nested: bool, batch: bool) -> BatchRecord {
     let mut runs = Vec::new();
     for (i, &q) in queries.iter().enumerate() {
         let mut handed = Vec::new();
-        let on_hit = |_: SubKey, _: Interval, sub: &mut Sub<&'static str>, _: u64| {
+        let on_hit = |_: SubKey, _: Interval, sub: &Sub<&'static str>, _: u64| {
             handed.push(sub.payload);
         };
         let s = if batch {

@@ -5,8 +5,7 @@
 //! starts loading the node it will read next and hands over to the next lane, so that the misses
 //! of [`LANES`] walks overlap instead of adding up. Each query's hits are kept in its own walk
 //! order (ascending start, as [`BPlusTree::overlaps`] yields them), so a caller can then handle
-//! the queries one by one, in order, exactly as if each had walked alone
-//! ([`BPlusTree::for_each_found_mut`]).
+//! the queries one by one, in order, exactly as if each had walked alone ([`Found::hits`]).
 
 use std::array;
 
@@ -53,7 +52,11 @@ impl Found {
         (b - a) as usize
     }
 
-    fn of(&self, i: usize) -> &[(u32, Interval)] {
+    /// The hits of query `i`, as `(slot, interval)` in the order
+    /// [`BPlusTree::for_each_overlap_slot`] reports them; [`BPlusTree::slot_entry`] reads a
+    /// hit's handle and value, as long as the tree has had no insert, remove, attach or detach
+    /// since the batch (the notifier guarantees this under its lock).
+    pub fn hits(&self, i: usize) -> &[(u32, Interval)] {
         let (a, b) = self.spans[i];
         &self.hits[a as usize..b as usize]
     }
@@ -183,41 +186,16 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
 
     /// The hits of query `i` of the batch that filled `found`, in the order
     /// [`overlaps`](Self::overlaps) yields them, without walking; `found` must be as
-    /// [`for_each_found_mut`](Self::for_each_found_mut) says.
+    /// [`Found::hits`] says.
     pub fn found<'a>(
         &'a self,
         found: &'a Found,
         i: usize,
     ) -> impl Iterator<Item = (Handle, Interval, &'a V)> + 'a {
-        found.of(i).iter().map(|&(slot, iv)| {
-            let entry = self.entry(slot);
-            (Handle::new(slot, entry.generation), iv, &entry.value)
+        found.hits(i).iter().map(|&(slot, iv)| {
+            let (h, value) = self.slot_entry(slot);
+            (h, iv, value)
         })
-    }
-
-    /// [`for_each_overlap_mut`](Self::for_each_overlap_mut) for query `i` of the batch that
-    /// filled `found`, without walking: `f` gets the same intervals in the same order.
-    ///
-    /// `found` must come from [`find_overlaps`](Self::find_overlaps) on this tree with no
-    /// insert, remove, attach or detach since (the notifier guarantees this under its lock);
-    /// otherwise the hits are stale (no memory unsafety: a vacant slot panics as corruption).
-    pub fn for_each_found_mut(
-        &mut self,
-        found: &Found,
-        i: usize,
-        mut f: impl FnMut(Handle, Interval, &mut V),
-    ) {
-        for &(slot, iv) in found.of(i) {
-            let entry = self.entry_mut(slot);
-            f(Handle::new(slot, entry.generation), iv, &mut entry.value);
-        }
-    }
-}
-
-impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
-    #[inline]
-    fn prefetch_slot(&self, slot: u32) {
-        prefetch(&self.slots[slot as usize]);
     }
 }
 
@@ -227,9 +205,9 @@ mod tests {
     use crate::tree::tests::xorshift;
     use crate::tree::IntervalTree;
 
-    /// What `find_overlaps` + `for_each_found_mut` report for each query, against `overlaps`.
+    /// What `find_overlaps` + `Found::hits` report for each query, against `overlaps`.
     fn check_batch<const L: usize, const F: usize>(
-        tree: &mut BPlusTree<u64, L, F>,
+        tree: &BPlusTree<u64, L, F>,
         queries: &[Interval],
         found: &mut Found,
     ) {
@@ -239,9 +217,8 @@ mod tests {
             let want: Vec<_> = tree.overlaps(q).map(|(h, iv, v)| (h, iv, *v)).collect();
             let read: Vec<_> = tree.found(found, i).map(|(h, iv, v)| (h, iv, *v)).collect();
             assert_eq!(read, want, "query {i}: {q:?}");
-            let mut got = Vec::new();
-            tree.for_each_found_mut(found, i, |h, iv, v| got.push((h, iv, *v)));
-            assert_eq!(got, want, "query {i}: {q:?}");
+            let slots: Vec<_> = want.iter().map(|&(h, iv, _)| (h.slot(), iv)).collect();
+            assert_eq!(found.hits(i), slots, "query {i}: {q:?}");
             assert_eq!(found.count(i), want.len());
         }
         // Every third query not wanted: asked once each, in order, and left with no hits.
@@ -294,7 +271,7 @@ mod tests {
                 })
                 .collect();
             // The same `Found` every time: each batch replaces the last one's answers.
-            check_batch(&mut tree, &queries, &mut found);
+            check_batch(&tree, &queries, &mut found);
         }
     }
 
@@ -311,7 +288,9 @@ mod tests {
         let mut found = Found::new();
         tree.find_overlaps(&queries, &mut found);
         for i in 0..queries.len() {
-            tree.for_each_found_mut(&found, i, |_, iv, v| *v += iv.start() + 1);
+            for &(slot, iv) in found.hits(i) {
+                *tree.slot_entry_mut(slot).1 += iv.start() + 1;
+            }
         }
         let written: Vec<(u64, u64)> = tree
             .iter()

@@ -116,6 +116,14 @@ impl<V> Slots<V> {
         occupied(s.generation).then_some(s.generation)
     }
 
+    /// Start loading `slot`'s cache line; nothing for an index past the arena.
+    #[inline]
+    pub fn prefetch(&self, slot: u32) {
+        if let Some(s) = self.slots.get(slot as usize) {
+            super::prefetch(s);
+        }
+    }
+
     /// The occupied `slot`.
     #[inline]
     pub fn entry(&self, slot: u32) -> &Entry<V> {

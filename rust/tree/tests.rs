@@ -155,17 +155,19 @@ fn equal_intervals_are_distinct_entries() {
 }
 
 #[test]
-fn get_and_get_mut_see_attached_and_detached() {
+fn get_get_mut_and_value_mut_see_attached_and_detached() {
     let mut tree = IntervalTree::new();
     let a = tree.insert(iv(1, 2), 10);
     let d = tree.insert_detached(iv(3, 4), 20);
     assert_eq!(tree.get(a), Some((iv(1, 2), &10)));
     assert_eq!(tree.get(d), Some((iv(3, 4), &20)));
     *tree.get_mut(d).unwrap().1 += 1;
+    *tree.value_mut(a).unwrap() += 5;
     assert_eq!(tree.get(d), Some((iv(3, 4), &21)));
+    assert_eq!(tree.get(a), Some((iv(1, 2), &15)));
     assert_eq!(tree.remove(d), Some((iv(3, 4), 21)));
     assert_eq!(tree.get(d), None);
-    assert!(tree.get_mut(d).is_none());
+    assert!(tree.get_mut(d).is_none() && tree.value_mut(d).is_none());
 }
 
 #[test]
@@ -312,26 +314,42 @@ fn u64_extremes() {
 }
 
 #[test]
-fn for_each_overlap_mut_visits_in_order_and_writes() {
+fn for_each_overlap_slot_visits_in_order_and_slots_reach_values() {
     let mut tree = IntervalTree::new();
     for k in 0..100u64 {
         tree.insert(iv(k * 10, k * 10 + 14), k);
     }
     let mut seen = Vec::new();
-    tree.for_each_overlap_mut(iv(95, 125), |h, i, v| {
-        assert!(i.overlaps(iv(95, 125)));
-        seen.push((h, i.start()));
-        *v += 1000;
-    });
-    let starts: Vec<u64> = seen.iter().map(|s| s.1).collect();
+    tree.for_each_overlap_slot(iv(95, 125), |slot, i| seen.push((slot, i)));
+    let want: Vec<_> = tree
+        .overlaps(iv(95, 125))
+        .map(|(h, i, _)| (h.slot(), i))
+        .collect();
+    assert_eq!(seen, want);
+    let starts: Vec<u64> = seen.iter().map(|s| s.1.start()).collect();
     assert_eq!(starts, [90, 100, 110, 120]);
-    for (h, _) in seen {
-        assert!(*tree.get(h).unwrap().1 >= 1000);
+    for &(slot, i) in &seen {
+        let (h, v) = tree.slot_entry_mut(slot);
+        assert_eq!((h.slot(), *v), (slot, i.start() / 10));
+        *v += 1000;
+        assert_eq!(
+            tree.get(h).map(|(at, &v)| (at, v)),
+            Some((i, i.start() / 10 + 1000))
+        );
     }
     assert_eq!(tree.iter().filter(|(_, _, v)| **v >= 1000).count(), 4);
     let mut calls = 0;
-    tree.for_each_overlap_mut(iv(5000, 6000), |_, _, _| calls += 1);
+    tree.for_each_overlap_slot(iv(5000, 6000), |_, _| calls += 1);
     assert_eq!(calls, 0);
+}
+
+#[test]
+#[should_panic(expected = "invariant broken")]
+fn a_stale_slot_is_refused() {
+    let mut tree = IntervalTree::new();
+    let h = tree.insert(iv(0, 9), 0u64);
+    tree.remove(h);
+    tree.slot_entry(h.slot());
 }
 
 #[test]

@@ -386,6 +386,33 @@ def test_r16_refusal_stops_before_later_native_subscriptions(mm):
     assert after.invalidate_seq == before.invalidate_seq == 5
 
 
+def test_r13_r24_long_native_streams_read_as_if_written_at_each_hit(mm):
+    """R13, R24: a start records its native hits and writes them later, together; whatever
+    reads a subscription (its seq, read_begin, remove, drain_invalidated) sees every hit so
+    far, however many starts came in between (here far more than are ever held unwritten)."""
+    subs = [mm.insert_interval_notifier(k << 12, 0x1000, None, tag=k) for k in range(16)]
+    rng = random.Random(13)
+    last_hit = {}
+    first_hit = []
+    for _ in range(3000):
+        k = rng.randrange(16)
+        r = Range(k << 12, (k + 2) << 12)  # hits k and, below the last, k + 1
+        mm.invalidate_range_start(r)
+        cur = mm.invalidate_seq
+        mm.invalidate_range_end(r)
+        for hit in (k, k + 1)[: 16 - k]:
+            last_hit[hit] = cur
+            if hit not in first_hit:
+                first_hit.append(hit)
+    assert [s.invalidate_seq for s in subs] == [last_hit.get(k, 1) for k in range(16)]
+    seq = subs[3].read_begin()
+    assert seq == last_hit[3] and not subs[3].read_retry(seq)
+    subs[5].remove()  # journaled: still drained once, after those still subscribed
+    assert mm.drain_invalidated() == [k for k in first_hit if k != 5] + [5]
+    assert mm.drain_invalidated() == []
+    mm._check_invariants()
+
+
 def test_r17_closing_end_applies_every_deferred_entry(mm):
     """R17, T17: the closing end applies the deferred inserts and removes together, and the
     tree is in address order afterwards."""

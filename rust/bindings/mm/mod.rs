@@ -346,10 +346,11 @@ impl MMCore {
             .map_err(pyo3::exceptions::PyAssertionError::new_err)
     }
 
-    /// Bytes of the summary of occupied blocks (the rest of a subscription's core bytes is
-    /// `SUB_NODE_BYTES`); for the benchmark's memory row.
-    fn _occupied_bytes(&self, py: Python<'_>) -> usize {
-        self.lock(py).occupied_bytes()
+    /// Bytes held beside the tree: the summary of occupied blocks and the native hits' bits
+    /// and log (the rest of a subscription's core bytes is `SUB_NODE_BYTES`); for the
+    /// benchmark's memory row.
+    fn _side_bytes(&self, py: Python<'_>) -> usize {
+        self.lock(py).side_bytes()
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {

@@ -104,7 +104,7 @@ impl MMCore {
 
     /// `key`'s seq (R24), or `None` once the core freed it.
     pub(crate) fn sub_seq(&self, py: Python<'_>, key: SubKey) -> Option<u64> {
-        let guard = self.lock(py); // under the lock
+        let mut guard = self.lock(py); // under the lock
         guard.sub(key).map(|(_, sub)| sub.seq())
     }
 
