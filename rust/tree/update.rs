@@ -266,26 +266,28 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
             self.inners[root as usize].insert_at(0, (start, last), leaf);
             (self.root, self.height, self.span) = (root, 1, (start, last));
         }
-        let (node, pos) = vectorised! {
-            let mut node = self.root;
-            for _ in 0..self.height {
-                let n = &self.inners[node as usize];
-                node = n.ids[n.upper_bound(start).saturating_sub(1)];
-            }
-            (node, self.leaves[node as usize].upper_bound(start))
-        };
-        self.entry_mut(slot).leaf = node;
-        self.len += 1;
-        if self.leaves[node as usize].is_full() {
-            let (node, pos) = self
-                .lend_to_sibling(node, pos)
-                .unwrap_or_else(|| self.split_for_insert(0, node, pos));
-            self.leaves[node as usize].insert_at(pos, (start, last), slot);
+        vectorised! {
+            let (node, pos) = {
+                let mut node = self.root;
+                for _ in 0..self.height {
+                    let n = &self.inners[node as usize];
+                    node = n.ids[n.upper_bound(start).saturating_sub(1)];
+                }
+                (node, self.leaves[node as usize].upper_bound(start))
+            };
             self.entry_mut(slot).leaf = node;
-            self.settle(0, node, None);
-        } else {
-            self.leaves[node as usize].insert_at(pos, (start, last), slot);
-            self.widen(node, start, last);
+            self.len += 1;
+            if self.leaves[node as usize].is_full() {
+                let (node, pos) = self
+                    .lend_to_sibling(node, pos)
+                    .unwrap_or_else(|| self.split_for_insert(0, node, pos));
+                self.leaves[node as usize].insert_at(pos, (start, last), slot);
+                self.entry_mut(slot).leaf = node;
+                self.settle(0, node, None);
+            } else {
+                self.leaves[node as usize].insert_at(pos, (start, last), slot);
+                self.widen(node, start, last);
+            }
         }
     }
 
@@ -293,6 +295,11 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     /// one's smallest start is its node's first key, its largest last grows to `last`. Stops
     /// at the first entry that comes out unchanged, as [`settle`](Self::settle) does, without
     /// rescanning any node.
+    #[inline(always)]
+    #[allow(
+        clippy::inline_always,
+        reason = "an update's summaries are max scans: inlined into the AVX2 frame of `link` and `unlink`"
+    )]
     fn widen(&mut self, leaf: u32, start: u64, last: u64) {
         let (mut node, mut first) = (leaf, self.leaves[leaf as usize].keys[0]);
         for level in 0..self.height {
@@ -311,18 +318,20 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
 
     /// Unlink the attached `slot` and return its interval; the slot is left detached.
     pub(super) fn unlink(&mut self, slot: u32) -> Interval {
-        let leaf = self.entry(slot).leaf;
-        let node = &mut self.leaves[leaf as usize];
-        let pos = node.position(slot).unwrap_or_else(|| corrupted(slot));
-        let (start, last) = node.remove_at(pos);
-        self.entry_mut(slot).leaf = NIL;
-        self.len -= 1;
-        if self.len == 0 {
-            self.clear_index();
-        } else {
-            self.settle(0, leaf, Some(last));
+        vectorised! {
+            let leaf = self.entry(slot).leaf;
+            let node = &mut self.leaves[leaf as usize];
+            let pos = node.position(slot).unwrap_or_else(|| corrupted(slot));
+            let (start, last) = node.remove_at(pos);
+            self.entry_mut(slot).leaf = NIL;
+            self.len -= 1;
+            if self.len == 0 {
+                self.clear_index();
+            } else {
+                self.settle(0, leaf, Some(last));
+            }
+            Interval::new(start, last).unwrap_or_else(|_| corrupted(slot))
         }
-        Interval::new(start, last).unwrap_or_else(|_| corrupted(slot))
     }
 
     /// Forget every node (nothing is attached any more); the arenas keep their capacity.
@@ -419,6 +428,11 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     /// insert (rebalancing off). Every subtree on the path lost exactly that interval (merges
     /// and redistributions move entries between siblings only), so a node whose entry's
     /// largest last exceeds it keeps that largest last without a rescan.
+    #[inline(always)]
+    #[allow(
+        clippy::inline_always,
+        reason = "an update's summaries are max scans: inlined into the AVX2 frame of `link` and `unlink`"
+    )]
     fn settle(&mut self, mut level: usize, mut node: u32, removed: Option<u64>) {
         let rebalance = removed.is_some();
         while level < self.height {
@@ -474,6 +488,11 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     /// `level`) until the left one holds `want` of them; the movers are adopted and both
     /// children's entries in `parent` brought up to date (an emptied right child keeps an
     /// entry for the caller to remove).
+    #[inline(always)]
+    #[allow(
+        clippy::inline_always,
+        reason = "an update's summaries are max scans: inlined into the AVX2 frame of `link` and `unlink`"
+    )]
     fn move_boundary(&mut self, level: usize, parent: u32, left_pos: usize, want: usize) {
         let p = &self.inners[parent as usize];
         let (left, right) = (p.ids[left_pos], p.ids[left_pos + 1]);
@@ -497,6 +516,11 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     /// The parent's entries for both leaves come out exact without the new entry, so that
     /// [`settle`](Self::settle) after inserting it can stop early as usual; the parent's own
     /// summary does not change (entries only move between its children).
+    #[inline(always)]
+    #[allow(
+        clippy::inline_always,
+        reason = "an update's summaries are max scans: inlined into the AVX2 frame of `link` and `unlink`"
+    )]
     fn lend_to_sibling(&mut self, leaf: u32, pos: usize) -> Option<(u32, usize)> {
         let (parent, at) = self.position_in_parent(0, leaf);
         let p = &self.inners[parent as usize];
