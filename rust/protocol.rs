@@ -316,9 +316,10 @@ impl<P> Protocol<P> {
     /// subscription, begin writing (`seq |= 1`) and visit each overlapping one in ascending
     /// start with the epoch's odd `cur_seq` (R13). A native one is handled here as long as no
     /// callback subscription came before it in this walk: logged, and written to the
-    /// subscription before anything reads it; every other hit goes to `on_hit`, under the caller's lock, to be handled in
-    /// order after unlocking, natives included, so that a refusal stops the walk before the
-    /// later ones (R16). `hits` counts all of them. Pairs with [`Protocol::end`].
+    /// subscription before anything reads it. Every other hit goes to `on_hit`, under the
+    /// caller's lock, to be handled in order after unlocking, natives included, so that a
+    /// refusal stops the walk before the later ones (R16). `hits` counts all of them. Pairs
+    /// with [`Protocol::end`].
     pub fn start(
         &mut self,
         query: Interval,

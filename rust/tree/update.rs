@@ -298,7 +298,7 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     #[inline(always)]
     #[allow(
         clippy::inline_always,
-        reason = "an update's summaries are max scans: inlined into the AVX2 frame of `link` and `unlink`"
+        reason = "summaries are max scans, vectorised in the AVX2 frame of `link` and `unlink`"
     )]
     fn widen(&mut self, leaf: u32, start: u64, last: u64) {
         let (mut node, mut first) = (leaf, self.leaves[leaf as usize].keys[0]);
@@ -431,7 +431,7 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     #[inline(always)]
     #[allow(
         clippy::inline_always,
-        reason = "an update's summaries are max scans: inlined into the AVX2 frame of `link` and `unlink`"
+        reason = "summaries are max scans, vectorised in the AVX2 frame of `link` and `unlink`"
     )]
     fn settle(&mut self, mut level: usize, mut node: u32, removed: Option<u64>) {
         let rebalance = removed.is_some();
@@ -491,7 +491,7 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     #[inline(always)]
     #[allow(
         clippy::inline_always,
-        reason = "an update's summaries are max scans: inlined into the AVX2 frame of `link` and `unlink`"
+        reason = "summaries are max scans, vectorised in the AVX2 frame of `link` and `unlink`"
     )]
     fn move_boundary(&mut self, level: usize, parent: u32, left_pos: usize, want: usize) {
         let p = &self.inners[parent as usize];
@@ -519,7 +519,7 @@ impl<V, const L: usize, const F: usize> BPlusTree<V, L, F> {
     #[inline(always)]
     #[allow(
         clippy::inline_always,
-        reason = "an update's summaries are max scans: inlined into the AVX2 frame of `link` and `unlink`"
+        reason = "summaries are max scans, vectorised in the AVX2 frame of `link` and `unlink`"
     )]
     fn lend_to_sibling(&mut self, leaf: u32, pos: usize) -> Option<(u32, usize)> {
         let (parent, at) = self.position_in_parent(0, leaf);
