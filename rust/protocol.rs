@@ -185,7 +185,7 @@ pub struct Protocol<P> {
     occupied: OccupiedBlocks,
     /// Native hits not yet written to their subscriptions, and which slots are native
     /// ([`NativeHits`]): a start's native hits touch no slot. Everything that reads or frees
-    /// a subscription settles them first ([`Protocol::settle`]).
+    /// a subscription writes them out first ([`Protocol::apply_native_hits`]).
     native_hits: NativeHits,
 }
 
@@ -281,20 +281,20 @@ impl<P> Protocol<P> {
 
     /// A subscription by key, attached or pending.
     pub fn sub(&mut self, key: SubKey) -> Option<(Interval, &Sub<P>)> {
-        self.settle();
+        self.apply_native_hits();
         self.tree.get(key)
     }
 
     /// Mutable access to a subscription by key.
     pub fn sub_mut(&mut self, key: SubKey) -> Option<(Interval, &mut Sub<P>)> {
-        self.settle();
+        self.apply_native_hits();
         self.tree.get_mut(key)
     }
 
     /// Write the logged native hits to their subscriptions, oldest first, as the starts that
     /// logged them would have ([`Sub::invalidate_native`]); a few slots are loaded ahead of
     /// the one being written so that their misses overlap. Nothing to do when none is logged.
-    fn settle(&mut self) {
+    fn apply_native_hits(&mut self) {
         if !self.native_hits.pending() {
             return;
         }
@@ -309,7 +309,7 @@ impl<P> Protocol<P> {
             let (key, sub) = self.tree.slot_entry_mut(slot);
             sub.invalidate_native(key, cur_seq, &mut self.journal);
         }
-        self.native_hits.settled(log);
+        self.native_hits.applied(log);
     }
 
     /// Start of an invalidation, interval side (R11, R12): `active += 1`; if `query` overlaps a
@@ -444,7 +444,7 @@ impl<P> Protocol<P> {
             }
         });
         if full {
-            self.settle();
+            self.apply_native_hits();
         }
         if hits > 0 {
             self.seq = cur_seq; // begin writing (R8a)
@@ -465,7 +465,7 @@ impl<P> Protocol<P> {
     /// when the caller's in-order walk reaches it (the start is still active, so `key` is
     /// still subscribed). Returns false for a key that is not a native subscription.
     pub fn invalidate_native(&mut self, key: SubKey, cur_seq: u64) -> bool {
-        self.settle(); // the earlier hits first, in the order they came
+        self.apply_native_hits(); // the earlier hits first, in the order they came
         let journal = &mut self.journal;
         match self.tree.value_mut(key) {
             Some(sub) if sub.native => {
@@ -492,7 +492,7 @@ impl<P> Protocol<P> {
         }
         self.seq += 1;
         if self.has_deferred() {
-            self.settle(); // before a deferred removal frees its slot
+            self.apply_native_hits(); // before a deferred removal frees its slot
         }
         let mut freed = Vec::new();
         // Loop invariant: every key still on `deferred` names a live subscription whose
@@ -567,7 +567,7 @@ impl<P> Protocol<P> {
     /// # Errors
     /// [`Error::NotSubscribed`] for a key that is gone or already queued for removal (D6).
     pub fn remove(&mut self, key: SubKey) -> Result<Removal<P>, Error> {
-        self.settle(); // its journal flag decides where its payload goes
+        self.apply_native_hits(); // its journal flag decides where its payload goes
         let attached = self.tree.is_attached(key);
         let Some((_, sub)) = self.tree.get_mut(key) else {
             return Err(Error::NotSubscribed);
@@ -603,7 +603,7 @@ impl<P> Protocol<P> {
     /// drain, however often it was hit: first those still subscribed, then those removed since
     /// (whose payloads are returned, to drop outside the lock).
     pub fn drain_journal(&mut self, mut f: impl FnMut(&P)) -> Vec<P> {
-        self.settle();
+        self.apply_native_hits();
         for key in self.journal.drain(..) {
             if let Some(sub) = self.tree.value_mut(key) {
                 sub.journaled = false;

@@ -5,7 +5,7 @@
 //! slot arena, and a start's walk finds a hit in a leaf without reading the slot: written at
 //! once, each hit waits for one more cache miss of its own (about a third of a start with one
 //! hit at 10^5 subscriptions, where the arena is larger than the L2 cache). So a start only
-//! logs `(slot, cur_seq)`, in hit order, and the log is written out ("settled") when it fills
+//! logs `(slot, cur_seq)`, in hit order, and the log is written out ("applied") when it fills
 //! up or before anything reads or frees a subscription, the slots loaded several at a time so
 //! that their misses overlap. Settling in hit order leaves every seq and the journal exactly
 //! as writing each hit at once would have.
@@ -13,14 +13,14 @@
 //! Telling a native hit from a callback one without the slot takes one bit per slot, set at
 //! insert: an eighth of a byte per subscription, which stays in cache.
 
-/// Hits logged before a start settles them: 4 KB of log, a few microseconds to settle.
+/// Hits logged before a start applies them: 4 KB of log, a few microseconds to apply.
 const CAPACITY: usize = 256;
 
-/// Slots settled ahead of the one being written: enough misses in flight to cover a memory
+/// Slots loaded ahead of the one being written: enough misses in flight to cover a memory
 /// latency.
 pub(super) const AHEAD: usize = 8;
 
-/// The log of unsettled native hits, and which slots hold native subscriptions.
+/// The log of native hits not yet applied, and which slots hold native subscriptions.
 #[derive(Debug, Default)]
 pub(super) struct NativeHits {
     /// Bit `slot` is set while the subscription in `slot` (if any) is native.
@@ -52,27 +52,27 @@ impl NativeHits {
     }
 
     /// Log a hit of the native subscription in `slot`; true when the log is full and must be
-    /// settled before the caller lets go of the state.
+    /// applied before the caller lets go of the state.
     #[inline]
     pub fn log(&mut self, slot: u32, cur_seq: u64) -> bool {
         self.log.push((slot, cur_seq));
         self.log.len() >= CAPACITY
     }
 
-    /// Whether a hit waits to be settled.
+    /// Whether a hit waits to be applied.
     #[inline]
     pub fn pending(&self) -> bool {
         !self.log.is_empty()
     }
 
-    /// The logged hits, oldest first, for [`NativeHits::settled`] to hand back.
+    /// The logged hits, oldest first, for [`NativeHits::applied`] to hand back.
     pub fn take(&mut self) -> Vec<(u32, u64)> {
         std::mem::take(&mut self.log)
     }
 
     /// Every hit of `log` (from [`NativeHits::take`]) is written: keep its buffer.
-    pub fn settled(&mut self, mut log: Vec<(u32, u64)>) {
-        debug_assert!(self.log.is_empty(), "logged while settling");
+    pub fn applied(&mut self, mut log: Vec<(u32, u64)>) {
+        debug_assert!(self.log.is_empty(), "logged while applying");
         log.clear();
         self.log = log;
     }
@@ -123,7 +123,7 @@ mod tests {
             (CAPACITY, (0, 3), (7, 5))
         );
         assert!(!hits.pending());
-        hits.settled(log);
+        hits.applied(log);
         assert!(!hits.pending() && hits.log.capacity() >= CAPACITY);
     }
 }

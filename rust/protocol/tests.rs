@@ -244,7 +244,7 @@ fn pair(p: &mut Protocol<&'static str>, q: Interval) -> u64 {
 }
 
 #[test]
-fn logged_native_hits_settle_by_themselves_when_the_log_fills() {
+fn logged_native_hits_apply_themselves_when_the_log_fills() {
     let mut p = Protocol::new();
     let keys: Vec<SubKey> = (0..10u64)
         .map(|k| p.insert(iv(k << 12, 0x1000), true, "n").unwrap().0)
@@ -259,20 +259,20 @@ fn logged_native_hits_settle_by_themselves_when_the_log_fills() {
     }
     assert!(
         most > 0 && most < 256,
-        "the log settles itself at its capacity"
+        "the log applies itself at its capacity"
     );
     // The last pair hit subscriptions 7, 8 and 9 (the pair before: 6, 7, 8).
     let seqs: Vec<u64> = keys.iter().map(|&k| p.sub(k).unwrap().1.seq()).collect();
     assert_eq!(&seqs[7..], [last; 3]);
     assert_eq!(seqs[6], last - 2);
-    assert!(!p.native_hits.pending(), "a read settles");
+    assert!(!p.native_hits.pending(), "a read applies the log");
     let mut seen = Vec::new();
     assert!(p.drain_journal(|t| seen.push(*t)).is_empty());
     assert_eq!(seen.len(), 10, "each once, however often hit");
 }
 
 #[test]
-fn every_read_or_free_of_a_subscription_settles_the_log_first() {
+fn every_read_or_free_of_a_subscription_applies_the_log_first() {
     let mut p = Protocol::new();
     let (a, _) = p.insert(iv(0, 0x1000), true, "a").unwrap();
     let (b, _) = p.insert(iv(0x1000, 0x1000), true, "b").unwrap();
@@ -284,7 +284,7 @@ fn every_read_or_free_of_a_subscription_settles_the_log_first() {
     // An idle remove: the payload of a journaled subscription stays for the drain.
     let cur = pair(&mut p, range(0, 0x2000));
     assert!(matches!(p.remove(a), Ok(Removal::Done(None))));
-    // A deferred remove: the closing end settles, then frees the slot.
+    // A deferred remove: the closing end applies the log, then frees the slot.
     p.start(range(0x1000, 0x1001), |_, _, _, _| {});
     assert!(matches!(p.remove(b), Ok(Removal::Deferred { .. })));
     let hit_again = pair(&mut p, range(0x1000, 0x1001)); // joins the open epoch (R40)

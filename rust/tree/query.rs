@@ -226,13 +226,8 @@ impl<'a, V, const L: usize, const F: usize> Iterator for Overlaps<'a, V, L, F> {
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         let (node, pos) = self.next_hit()?;
-        let slot = node.ids[pos];
-        let entry = self.tree.entry(slot);
-        Some((
-            Handle::new(slot, entry.generation),
-            leaf_interval(node, pos),
-            &entry.value,
-        ))
+        let (h, value) = self.tree.slot_entry(node.ids[pos]);
+        Some((h, leaf_interval(node, pos), value))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

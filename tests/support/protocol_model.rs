@@ -115,7 +115,7 @@ pub struct Pair {
     p: Protocol<u32>,
     m: Model,
     /// Operations applied: every fourth compares each subscription too, which reads (and so
-    /// settles) the native hits the starts log; the others leave the log to build up.
+    /// applies) the native hits the starts log; the others leave the log to build up.
     ops: u64,
 }
 

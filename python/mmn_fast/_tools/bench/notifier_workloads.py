@@ -64,7 +64,7 @@ def run_mm_worker(name: str, cfg: dict[str, Any], sink: Sink) -> None:
             sink.result(f"memory per native subscription (traced B) @{size}", None, value=traced / size, unit="B", subs=size)
             core = getattr(sys.modules.get("mmn_fast._mmn_fast"), "SUB_NODE_BYTES", None)
             if core is not None and name == "mmn_fast.MM":
-                # The subscription's node and slot, and its share of what the core keeps beside the tree.
+                # Its node and slot, and its share of what the core keeps beside the tree.
                 core += mm._side_bytes() / size
                 sink.result(f"memory per native subscription (core B) @{size}", None, value=float(core), unit="B", subs=size)
             oracle = BruteForce(starts, lasts)
