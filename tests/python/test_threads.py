@@ -288,3 +288,69 @@ def test_nested_writers_from_many_threads_keep_the_counters_sound():
     assert mm.invalidate_seq % 2 == 0
     assert list(mm.intervals()) == [base]
     mm._check_invariants()
+
+
+def test_native_hits_from_many_threads_read_as_if_written_at_each_hit():
+    """R13, R24, R25, R28: native hits are logged and written to their subscriptions later;
+    with writers, readers and a drainer on other threads, every reader still sees each hit
+    (read_begin / read_retry / invalidate_seq write the log out first), every drain names a
+    subscription once, and at rest every subscription's seq is that of the last epoch that hit
+    it and every one that was hit was drained."""
+    mm = MM()
+    pages = 64
+    subs = [mm.insert_interval_notifier(p, 1, None, tag=p) for p in range(pages)]
+    record_lock = threading.Lock()
+    last_hit = {}                  # page -> the highest cur_seq of a start that hit it
+    stop = threading.Event()
+    drained = set()
+    errors = []
+
+    def writer(seed):
+        rnd = random.Random(seed)
+        for _ in range(2000):
+            p = rnd.randrange(pages)
+            r = Range(p, min(pages, p + rnd.randint(1, 4)))
+            mm.invalidate_range_start(r)
+            cur = mm.invalidate_seq  # our start keeps its epoch open: this is its cur_seq
+            with record_lock:
+                for q in range(r.start, r.end):
+                    last_hit[q] = max(last_hit.get(q, 0), cur)
+            mm.invalidate_range_end(r)
+
+    def hit_so_far(p):
+        with record_lock:
+            return last_hit.get(p, 1)
+
+    def reader(seed):
+        rnd = random.Random(seed)
+        while not stop.is_set():
+            p = rnd.randrange(pages)
+            before = hit_so_far(p)
+            s = subs[p].read_begin(JOIN)
+            if s % 2 == 0 or s < before:  # R31; a hit recorded before read_begin is seen
+                errors.append(("read_begin", p, s, before))
+            after = hit_so_far(p)
+            if after > s and not subs[p].read_retry(s):  # R28: hit since read_begin
+                errors.append(("read_retry", p, s, after))
+
+    def drainer():
+        while not stop.is_set():
+            got = mm.drain_invalidated()
+            if len(got) != len(set(got)):
+                errors.append(("drained twice in one drain", got))
+            drained.update(got)
+            time.sleep(0.005)  # a drain writes the log out: leave it to build up between
+
+    helpers = [Bg(reader, 1), Bg(reader, 2), Bg(drainer)]
+    writers = [Bg(writer, seed) for seed in range(3)]
+    for w in writers:
+        w.join(60)
+    stop.set()
+    for h in helpers:
+        h.join()
+    drained.update(mm.drain_invalidated())
+    assert errors == []
+    assert drained == set(last_hit)
+    assert [s.invalidate_seq for s in subs] == [last_hit.get(p, 1) for p in range(pages)]
+    assert (mm.invalidate_seq % 2, mm.active_invalidate_ranges) == (0, 0)
+    mm._check_invariants()
