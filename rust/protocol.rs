@@ -419,6 +419,43 @@ impl<P> Protocol<P> {
         })
     }
 
+    /// [`Protocol::start_found`] then [`Protocol::end`] of batch range `i` in one step, for
+    /// the common case of `invalidate_many`: no other start is active and every hit is native,
+    /// so the range's start and end open and close an epoch of their own. The start would log
+    /// each hit with `cur_seq = seq | 1` and begin writing (R12, R13); the end, the only active
+    /// one, would close the epoch (R17) with nothing deferred (the list is empty while no
+    /// start is active, R81): `seq += 2` in all. A range without hits changes nothing, as its
+    /// start and end would not. Returns what the start would have (`hits` counts them); `None`
+    /// when the case does not apply, with nothing changed: run the range with
+    /// [`Protocol::start_found`] and [`Protocol::end`].
+    pub fn run_found_natives(&mut self, found: &Found, i: usize) -> Option<Started> {
+        let hits = found.hits(i);
+        let native = |&(slot, _): &(u32, Interval)| self.native_hits.is_native(slot);
+        if self.active != 0 || !hits.iter().all(native) {
+            return None;
+        }
+        debug_assert!(self.seq & 1 == 0 && self.deferred.is_empty(), "R81");
+        if hits.is_empty() {
+            return Some(Started {
+                cur_seq: self.seq,
+                hits: 0,
+            });
+        }
+        let cur_seq = self.seq | 1;
+        let mut full = false;
+        for &(slot, _) in hits {
+            full |= self.native_hits.log(slot, cur_seq);
+        }
+        if full {
+            self.apply_native_hits();
+        }
+        self.seq = cur_seq + 1;
+        Some(Started {
+            cur_seq,
+            hits: hits.len(),
+        })
+    }
+
     /// The body of both starts; `hits_of` calls its visitor on each hit's slot and interval,
     /// in ascending start.
     fn start_over(

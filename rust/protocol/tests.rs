@@ -342,11 +342,22 @@ type BatchRecord = (
     Vec<&'static str>,
 );
 
+/// How [`run_batch`] runs its ranges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BatchMode {
+    /// `start` (one walk each) and `end`.
+    Walk,
+    /// One `find` for all of them, then `start_found` and `end` each.
+    Found,
+    /// As `Found`, with `run_found_natives` first, as `invalidate_many` runs them.
+    FoundNatives,
+}
+
 /// Subscriptions of both kinds (natives and callbacks, some overlapping), an outside start
 /// left open when `nested` (so the batch's ends never close the epoch, R17) with an insert
-/// deferred meanwhile (R35c), then `queries` run start + end each: one walk per start, or one
-/// `find` for all of them and `start_found` per range.
-fn run_batch(queries: &[Interval], nested: bool, batch: bool) -> BatchRecord {
+/// deferred meanwhile (R35c), then `queries` run start + end each, as `mode` says. Also
+/// returns how many ranges `run_found_natives` ran.
+fn run_batch(queries: &[Interval], nested: bool, mode: BatchMode) -> (BatchRecord, usize) {
     let mut p = Protocol::new();
     let mut keys = Vec::new();
     for k in 0..40u64 {
@@ -367,19 +378,27 @@ fn run_batch(queries: &[Interval], nested: bool, batch: bool) -> BatchRecord {
         assert_eq!(state, InsertState::Deferred);
     }
     let mut found = Found::new();
-    if batch {
+    if mode != BatchMode::Walk {
         p.find(queries, &mut found);
     }
     let mut runs = Vec::new();
+    let mut in_one_step = 0;
     for (i, &q) in queries.iter().enumerate() {
+        if mode == BatchMode::FoundNatives {
+            if let Some(s) = p.run_found_natives(&found, i) {
+                runs.push((s.cur_seq, s.hits, Vec::new()));
+                in_one_step += 1;
+                continue;
+            }
+        }
         let mut handed = Vec::new();
         let on_hit = |_: SubKey, _: Interval, sub: &Sub<&'static str>, _: u64| {
             handed.push(sub.payload);
         };
-        let s = if batch {
-            p.start_found(&found, i, on_hit)
-        } else {
+        let s = if mode == BatchMode::Walk {
             p.start(q, on_hit)
+        } else {
+            p.start_found(&found, i, on_hit)
         };
         runs.push((s.cur_seq, s.hits, handed));
         assert!(
@@ -388,10 +407,11 @@ fn run_batch(queries: &[Interval], nested: bool, batch: bool) -> BatchRecord {
         );
         end(&mut p);
     }
+    p.check_invariants().unwrap();
     let seqs = keys.iter().map(|&k| p.sub(k).unwrap().1.seq()).collect();
     let mut journal = Vec::new();
     p.drain_journal(|t| journal.push(*t));
-    (runs, seqs, journal)
+    ((runs, seqs, journal), in_one_step)
 }
 
 #[test]
@@ -415,12 +435,24 @@ fn batch_starts_on_found_hits_match_walking_starts() {
     .map(|(s, e)| range(s, e))
     .collect();
     for nested in [false, true] {
-        let walked = run_batch(&queries, nested, false);
+        let (walked, _) = run_batch(&queries, nested, BatchMode::Walk);
         assert_eq!(
-            run_batch(&queries, nested, true),
+            run_batch(&queries, nested, BatchMode::Found).0,
             walked,
             "nested: {nested}"
         );
+        let (fused, in_one_step) = run_batch(&queries, nested, BatchMode::FoundNatives);
+        assert_eq!(fused, walked, "nested: {nested}");
+        // In one step exactly the ranges that reach no callback, and only when no outside
+        // start is open; the others (and all of them when nested) are left untouched for
+        // the long way, which then does what walking does.
+        let reach_no_callback = walked
+            .0
+            .iter()
+            .filter(|(_, _, handed)| handed.is_empty())
+            .count();
+        assert_eq!(in_one_step, if nested { 0 } else { reach_no_callback });
+        assert!(reach_no_callback > 0 && reach_no_callback < queries.len());
         // Both kinds of hit occur: natives done under the lock, callbacks handed back.
         assert!(walked
             .0

@@ -290,12 +290,18 @@ def test_nested_writers_from_many_threads_keep_the_counters_sound():
     mm._check_invariants()
 
 
-def test_native_hits_from_many_threads_read_as_if_written_at_each_hit():
+@pytest.mark.parametrize("batches", [False, True], ids=["pairs", "pairs+invalidate_many"])
+def test_native_hits_from_many_threads_read_as_if_written_at_each_hit(batches):
     """R13, R24, R25, R28: native hits are logged and written to their subscriptions later;
     with writers, readers and a drainer on other threads, every reader still sees each hit
     (read_begin / read_retry / invalidate_seq write the log out first), every drain names a
     subscription once, and at rest every subscription's seq is that of the last epoch that hit
-    it and every one that was hit was drained."""
+    it and every one that was hit was drained.
+
+    With ``batches`` one writer runs ``invalidate_many`` instead, whose ranges open and close
+    epochs of their own when no other writer is active (``run_found_natives``) and join an open
+    one otherwise: a range's cur_seq is then only known to be at least ``seq | 1`` read before
+    the call, so at rest each seq is checked against that bound (and the mm's seq) instead."""
     mm = MM()
     pages = 64
     subs = [mm.insert_interval_notifier(p, 1, None, tag=p) for p in range(pages)]
@@ -315,7 +321,23 @@ def test_native_hits_from_many_threads_read_as_if_written_at_each_hit():
             with record_lock:
                 for q in range(r.start, r.end):
                     last_hit[q] = max(last_hit.get(q, 0), cur)
+            if cur % 2 == 0 or mm.invalidate_seq != cur:  # R8a, R17: open until our end
+                errors.append(("epoch closed under an active start", cur, mm.invalidate_seq))
             mm.invalidate_range_end(r)
+
+    def batch_writer(seed):
+        rnd = random.Random(seed)
+        for _ in range(200):
+            firsts = [rnd.randrange(pages) for _ in range(rnd.randint(1, 40))]
+            ends = [min(pages, p + rnd.randint(1, 4)) for p in firsts]
+            floor = mm.invalidate_seq | 1  # no range of the batch hits with less
+            hits = mm.invalidate_many(firsts, ends)
+            if hits != sum(e - p for p, e in zip(firsts, ends, strict=True)):  # one-page subscriptions
+                errors.append(("invalidate_many count", hits, firsts, ends))
+            with record_lock:
+                for p, e in zip(firsts, ends, strict=True):
+                    for q in range(p, e):
+                        last_hit[q] = max(last_hit.get(q, 0), floor)
 
     def hit_so_far(p):
         with record_lock:
@@ -342,7 +364,9 @@ def test_native_hits_from_many_threads_read_as_if_written_at_each_hit():
             time.sleep(0.005)  # a drain writes the log out: leave it to build up between
 
     helpers = [Bg(reader, 1), Bg(reader, 2), Bg(drainer)]
-    writers = [Bg(writer, seed) for seed in range(3)]
+    writers = [Bg(writer, seed) for seed in range(3 - batches)]
+    if batches:
+        writers.append(Bg(batch_writer, 3))
     for w in writers:
         w.join(60)
     stop.set()
@@ -351,6 +375,10 @@ def test_native_hits_from_many_threads_read_as_if_written_at_each_hit():
     drained.update(mm.drain_invalidated())
     assert errors == []
     assert drained == set(last_hit)
-    assert [s.invalidate_seq for s in subs] == [last_hit.get(p, 1) for p in range(pages)]
+    seqs = [s.invalidate_seq for s in subs]
+    if batches:
+        assert all(s % 2 == 1 and last_hit.get(p, 1) <= s < mm.invalidate_seq for p, s in enumerate(seqs))
+    else:
+        assert seqs == [last_hit.get(p, 1) for p in range(pages)]
     assert (mm.invalidate_seq % 2, mm.active_invalidate_ranges) == (0, 0)
     mm._check_invariants()

@@ -85,13 +85,16 @@ impl MMCore {
     /// once attached.
     ///
     /// Each lock hold first finds the hits of all its ranges in one interleaved walk
-    /// ([`Protocol::find`]), then runs the ranges in order on those hits. The tree cannot change
+    /// ([`Protocol::find`]), then runs the ranges in order on those hits: in one step a range
+    /// whose hits are all native while no other invalidation is active (the common case,
+    /// [`Protocol::run_found_natives`]), else start then end. The tree cannot change
     /// during the hold: no other thread runs under the lock, and an end changes the tree only by
     /// closing the epoch with subscriptions on the deferred list; that list is non-empty only
     /// while `seq` is odd (R81), that is while an invalidation of another thread is active,
     /// which keeps every end of this hold from closing the epoch.
     ///
     /// [`Protocol::find`]: crate::protocol::Protocol::find
+    /// [`Protocol::run_found_natives`]: crate::protocol::Protocol::run_found_natives
     pub(super) fn run_natives(
         &self,
         queries: &[Interval],
@@ -118,6 +121,13 @@ impl MMCore {
                     // invalidation is active, R81, and keeps the epoch open, R17). So they are
                     // skipped.
                     debug_assert!(guard.seq() & 1 == 0 || guard.active() > 0);
+                    continue;
+                }
+                if let Some(started) = guard.run_found_natives(&found, i) {
+                    // Natives only, nothing else active: the range opened and closed its own
+                    // epoch.
+                    *hits += started.hits as u64;
+                    closed = true;
                     continue;
                 }
                 let mut keys = Vec::new();
