@@ -127,7 +127,7 @@ impl MMCore {
                     // Natives only, nothing else active: the range opened and closed its own
                     // epoch.
                     *hits += started.hits as u64;
-                    closed = true;
+                    closed |= started.hits > 0;
                     continue;
                 }
                 let mut keys = Vec::new();
