@@ -25,13 +25,15 @@ fn draw(rng: &mut Rng, inserted: usize) -> Op {
         0..=9 => Op::Remove {
             pick: u8::try_from(rng.below(0x80)).unwrap(), // a live one
         },
-        10..=13 => {
-            let start = rng.below(64) * 0x100;
-            Op::Start {
-                q: Interval::from_start_length(start, 1 + rng.below(4) * 0x100).unwrap(),
-                set_mask: u8::try_from(rng.below(256)).unwrap(),
-            }
-        }
+        10..=12 => Op::Start {
+            q: range(rng),
+            set_mask: u8::try_from(rng.below(256)).unwrap(),
+        },
+        13 => Op::Batch {
+            queries: [range(rng), range(rng), range(rng), range(rng)],
+            count: u8::try_from(1 + rng.below(4)).unwrap(),
+            set_mask: u8::try_from(rng.below(256)).unwrap(),
+        },
         14..=17 => Op::End,
         18 => Op::Drain,
         _ => match rng.below(41) {
@@ -49,6 +51,12 @@ fn draw(rng: &mut Rng, inserted: usize) -> Op {
             },
         },
     }
+}
+
+/// A range over the same small address space.
+fn range(rng: &mut Rng) -> Interval {
+    let start = rng.below(64) * 0x100;
+    Interval::from_start_length(start, 1 + rng.below(4) * 0x100).unwrap()
 }
 
 fn run(seed: u64, steps: usize) {

@@ -31,7 +31,8 @@ impl Bytes<'_> {
         self.0.is_empty()
     }
 
-    /// One operation (the decoding the corpus was grown with).
+    /// One operation. The corpus was grown before `Batch` took four of the eight values of the
+    /// last group (they decoded as the other four): those inputs now run batches instead.
     fn op(&mut self) -> Op {
         match self.u8() % 12 {
             // Insert over a small address space (overlaps are common), sometimes at the top.
@@ -49,33 +50,41 @@ impl Bytes<'_> {
                     native: flags & 1 == 1,
                 }
             }
-            3..=4 => {
-                let (s, l, set_mask) = (self.u8(), self.u8(), self.u8());
-                let start = u64::from(s) * 0x80;
-                let end = if l == 0xff {
-                    u64::MAX
-                } else {
-                    start + u64::from(l % 16 + 1) * 0x80
-                };
-                Op::Start {
-                    q: Interval::from_range(start, end).unwrap(),
-                    set_mask,
-                }
-            }
+            3..=4 => Op::Start {
+                q: self.range(),
+                set_mask: self.u8(),
+            },
             5..=6 => Op::End,
             7..=8 => Op::Remove { pick: self.u8() },
             9 => Op::ReadBegin { pick: self.u8() },
             10 => Op::ReadRetry { pick: self.u8() },
-            _ => match self.u8() % 4 {
+            _ => match self.u8() % 8 {
                 0 => Op::Drain,
                 1 => Op::Payloads,
                 2 => Op::Release,
-                _ => Op::Conversions {
+                3 => Op::Conversions {
                     a: self.u64(),
                     b: self.u64(),
                 },
+                count => Op::Batch {
+                    queries: [self.range(), self.range(), self.range(), self.range()],
+                    count: count - 3,
+                    set_mask: self.u8(),
+                },
             },
         }
+    }
+
+    /// A range over the same small address space, sometimes up to the top.
+    fn range(&mut self) -> Interval {
+        let (s, l) = (self.u8(), self.u8());
+        let start = u64::from(s) * 0x80;
+        let end = if l == 0xff {
+            u64::MAX
+        } else {
+            start + u64::from(l % 16 + 1) * 0x80
+        };
+        Interval::from_range(start, end).unwrap()
     }
 }
 

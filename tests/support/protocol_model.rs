@@ -11,7 +11,8 @@
 //! "still waiting", and the model checks that the closing end is what frees it; the threads
 //! are loom's (`tests/loom_protocol.rs`).
 
-use mmn_fast::protocol::{Ended, InsertState, Protocol, Removal, SubKey};
+use mmn_fast::protocol::{Ended, InsertState, Protocol, Removal, Started, Sub, SubKey};
+use mmn_fast::tree::Found;
 use mmn_fast::{Error, Interval};
 
 /// One operation, as the fuzzer decodes it or the model test draws it.
@@ -28,6 +29,14 @@ pub enum Op {
     Start { q: Interval, set_mask: u8 },
     /// An end, also with nothing active (R17, D6).
     End,
+    /// The first `count` ranges of `queries` as `invalidate_many` runs them: one `find`, then
+    /// each range in one step (`run_found_natives`) or as a start (`start_found`, callbacks
+    /// as `set_mask` says) and an end; the model runs a start and an end per range.
+    Batch {
+        queries: [Interval; 4],
+        count: u8,
+        set_mask: u8,
+    },
     /// Remove the subscription `pick` names (R39, D4, D6).
     Remove { pick: u8 },
     /// `read_begin` on the subscription `pick` names (R25, R26).
@@ -155,6 +164,11 @@ impl Pair {
             } => self.insert(Interval::from_start_length(start, length).unwrap(), native),
             Op::Start { q, set_mask } => self.start(q, set_mask),
             Op::End => self.end(),
+            Op::Batch {
+                queries,
+                count,
+                set_mask,
+            } => self.batch(&queries[..usize::from(count)], set_mask),
             Op::Remove { pick } => self.remove(pick),
             Op::ReadBegin { pick } => self.read_begin(pick),
             Op::ReadRetry { pick } => self.read_retry(pick),
@@ -222,6 +236,11 @@ impl Pair {
 
     /// `active += 1`, R8a, R12, R13, R16; the callbacks set their seq as `set_mask` says.
     fn start(&mut self, q: Interval, set_mask: u8) {
+        self.start_on(q, set_mask, None);
+    }
+
+    /// [`Pair::start`] of `q`, walking, or on the hits of query `i` of a batch's `found`.
+    fn start_on(&mut self, q: Interval, set_mask: u8, found: Option<(&Found, usize)>) {
         let (p, m) = (&mut self.p, &mut self.m);
         let hits = m.overlapping(q);
         m.active += 1;
@@ -230,7 +249,7 @@ impl Pair {
         }
         let mut called = Vec::new();
         let mut handed = Vec::new();
-        let started = p.start(q, |key, iv, sub, cur| {
+        let on_hit = |key: SubKey, iv: Interval, sub: &Sub<u32>, cur: u64| {
             assert!(iv.overlaps(q));
             assert_eq!(cur & 1, 1, "R83: cur_seq is odd");
             if sub.is_native() {
@@ -240,7 +259,11 @@ impl Pair {
                 called.push((sub.payload, cur));
             }
             handed.push((key, sub.is_native()));
-        });
+        };
+        let started = match found {
+            None => p.start(q, on_hit),
+            Some((found, i)) => p.start_found(found, i, on_hit),
+        };
         // After unlocking, in walk order (nothing refuses here): a callback sets its seq as
         // `set_mask` says, a native handed back is invalidated by the caller.
         let mut n = 0u32;
@@ -288,6 +311,48 @@ impl Pair {
                 m.subs[i].journaled = true;
             }
         }
+    }
+
+    /// `invalidate_many`'s way through `queries` (R12-R18, R81): one `find`, then each range
+    /// in order, in one step when no other start is active and every hit is native
+    /// (`run_found_natives`, which must take exactly those), else start (on the found hits)
+    /// and end. The tree cannot change in between: nothing is inserted or removed, and an end
+    /// applies a deferred list only while another start is active (R81), which keeps these
+    /// ends from closing the epoch.
+    fn batch(&mut self, queries: &[Interval], set_mask: u8) {
+        let mut found = Found::new();
+        self.p.find(queries, &mut found);
+        for (i, &q) in queries.iter().enumerate() {
+            let hits = self.m.overlapping(q);
+            let one_step = self.m.active == 0 && hits.iter().all(|&h| self.m.subs[h].native);
+            if let Some(started) = self.p.run_found_natives(&found, i) {
+                assert!(one_step, "run_found_natives ran {q:?}");
+                self.natives_start_end(&hits, started);
+            } else {
+                assert!(!one_step, "run_found_natives left {q:?}");
+                self.start_on(q, set_mask, Some((&found, i)));
+                assert!(!self.p.has_deferred() || self.p.active() > 1);
+                self.end();
+            }
+        }
+    }
+
+    /// The model's start and end of a range whose `hits` are all native, with nothing else
+    /// active, checked against what [`Protocol::run_found_natives`] answered.
+    fn natives_start_end(&mut self, hits: &[usize], started: Started) {
+        let m = &mut self.m;
+        assert_eq!(started.hits, hits.len(), "hits");
+        if hits.is_empty() {
+            assert_eq!(started.cur_seq, m.seq, "cur_seq without hits (R12)");
+            return;
+        }
+        let cur_seq = m.seq | 1;
+        assert_eq!(started.cur_seq, cur_seq, "cur_seq (R83)");
+        for &h in hits {
+            m.subs[h].seq = cur_seq;
+            m.subs[h].journaled = true;
+        }
+        m.seq = cur_seq + 1; // the end closes the epoch it opened (R17)
     }
 
     /// R9, R17: only the end that takes `active` to 0 with `seq` odd closes the epoch.
