@@ -394,10 +394,20 @@ impl<P> Protocol<P> {
     /// of the tree for all of them (`invalidate_many`), where starts one by one would wait for
     /// each descent's cache misses in turn.
     pub fn find(&mut self, queries: &[Interval], found: &mut Found) {
-        // Ranges the occupied blocks rule out are not walked (as in `start`).
         let occupied = &mut self.occupied;
-        self.tree
-            .find_overlaps_where(queries, found, |q| !occupied.rules_out(q));
+        if occupied.pays() {
+            // Ranges the occupied blocks rule out are not walked (as in `start`).
+            self.tree
+                .find_overlaps_where(queries, found, |q| !occupied.rules_out(q));
+            return;
+        }
+        // A stream of hits: probing one range in 16 would only cost its misses. Walk them
+        // all, then score every range as a probe would have: exactly, since a range with hits
+        // is never ruled out and one without is probed after its walk.
+        self.tree.find_overlaps(queries, found);
+        for (i, &q) in queries.iter().enumerate() {
+            occupied.score_walked(q, found.count(i) > 0);
+        }
     }
 
     /// [`Protocol::start`] for range `i` of the batch that [`Protocol::find`] filled `found`

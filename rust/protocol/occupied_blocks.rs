@@ -65,7 +65,8 @@ const SCORE_MAX: u16 = 32 * RULED_OUT;
 /// Below this score (a quarter ruled out) probes do not pay for themselves: a probe costs a
 /// few loads, a sixth to a third of the walk it saves, and a stream of hits would pay it on
 /// every start for nothing. One start in [`SAMPLE`] probes all the same, to see the stream
-/// change.
+/// change; a batch walks every range and scores each after its walk instead
+/// ([`OccupiedBlocks::score_walked`]).
 const PAYS: u16 = SCORE_MAX / 4;
 const SAMPLE: u8 = 16;
 
@@ -83,7 +84,7 @@ pub struct OccupiedBlocks {
     /// Whether probing pays ([`PAYS`]); starts at the top, as if every probe had.
     score: u16,
     /// Starts asked while probing did not pay, modulo 256.
-    unprobed: u8,
+    pub(super) unprobed: u8,
 }
 
 impl Default for OccupiedBlocks {
@@ -170,11 +171,34 @@ impl OccupiedBlocks {
             }
         }
         let ruled_out = !self.may_overlap(q);
+        self.record(ruled_out);
+        ruled_out
+    }
+
+    /// Whether probes have been paying for themselves lately: [`rules_out`](Self::rules_out)
+    /// probes every range then, else one in [`SAMPLE`].
+    #[inline]
+    pub fn pays(&self) -> bool {
+        self.score >= PAYS
+    }
+
+    /// Score a range that was walked without a probe as a probe would have scored it, for
+    /// callers that walk whole batches while probes do not pay: a range that `hit` an interval
+    /// is never ruled out, so only one that hit nothing is probed (the walk already paid for
+    /// it). Every range counts, where [`rules_out`](Self::rules_out) samples.
+    #[inline]
+    pub fn score_walked(&mut self, q: Interval, hit: bool) {
+        let ruled_out = !hit && !self.may_overlap(q);
+        self.record(ruled_out);
+    }
+
+    /// One probe's outcome into the decaying score.
+    #[inline]
+    fn record(&mut self, ruled_out: bool) {
         self.score -= self.score / 32;
         if ruled_out {
             self.score += RULED_OUT;
         }
-        ruled_out
     }
 
     /// Start loading the words that [`rules_out`](Self::rules_out)`(q)` will read, when it
@@ -487,5 +511,34 @@ mod tests {
             .all(|w| w[1] - w[0] == usize::from(SAMPLE)));
         assert!(on < usize::from(SAMPLE) * 5, "{ruled_out:?}");
         assert!(set.score >= PAYS);
+    }
+
+    #[test]
+    fn walked_ranges_score_as_probes_would_have() {
+        let mut set = OccupiedBlocks::default();
+        let sub = iv(0x10_0000, 0x10_0fff);
+        set.insert(sub, std::iter::empty);
+        // Walked ranges that hit: never ruled out, so the score decays as under probes.
+        for _ in 0..60 {
+            set.score_walked(sub, true);
+        }
+        assert!(!set.pays());
+        let low = set.score;
+        // A range that hit nothing next to the subscription (in its marked block): probed,
+        // not ruled out, the score decays further.
+        let near = iv(0x10_4000, 0x10_4fff);
+        assert!(set.may_overlap(near));
+        set.score_walked(near, false);
+        assert!(set.score < low);
+        // Clear ranges walked without hits: each probed and ruled out, every one counted (no
+        // sampling), so the score is back above PAYS within a dozen.
+        let clear = iv(0x7000_0000, 0x7000_0fff);
+        let walked = (1..=64)
+            .find(|_| {
+                set.score_walked(clear, false);
+                set.pays()
+            })
+            .unwrap();
+        assert!(walked <= 12, "{walked}");
     }
 }

@@ -688,3 +688,33 @@ fn occupied_blocks_rule_out_new_pages_and_see_every_way_in() {
     end(&mut p);
     p.check_invariants().unwrap();
 }
+
+#[test]
+fn batches_of_hits_stop_the_probes_and_batches_that_miss_bring_them_back() {
+    // Native subscriptions of a page, 1 MiB apart: a range half-way between two of them lies
+    // in a block no subscription marks.
+    let mut p = Protocol::new();
+    for k in 0..64u64 {
+        p.insert(iv(k << 20, 0x1000), true, "native").unwrap();
+    }
+    let hits: Vec<Interval> = (0..256u64).map(|k| iv((k % 64) << 20, 8)).collect();
+    let clear: Vec<Interval> = (0..256u64)
+        .map(|k| iv(((k % 64) << 20) + 0x8_0000, 8))
+        .collect();
+    let mut found = Found::new();
+    assert!(p.occupied.pays(), "probes pay at first");
+    p.find(&hits, &mut found);
+    assert!((0..hits.len()).all(|i| found.count(i) == 1));
+    assert!(!p.occupied.pays(), "a batch of hits stops the probes");
+    // From now on a batch walks every range and probes none of those that hit: no sampling.
+    let sampled = p.occupied.unprobed; // a count modulo 256
+    p.find(&hits[..100], &mut found);
+    assert_eq!(p.occupied.unprobed, sampled);
+    // Walked whole, each clear range is then scored as a probe would have: ruled out.
+    p.find(&clear, &mut found);
+    assert!((0..clear.len()).all(|i| found.count(i) == 0));
+    assert!(p.occupied.pays(), "a batch that misses brings them back");
+    p.find(&hits, &mut found);
+    assert!((0..hits.len()).all(|i| found.count(i) == 1));
+    p.check_invariants().unwrap();
+}
