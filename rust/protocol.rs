@@ -392,7 +392,8 @@ impl<P> Protocol<P> {
 
     /// The hits of every range of a batch, for [`Protocol::start_found`]: one interleaved walk
     /// of the tree for all of them (`invalidate_many`), where starts one by one would wait for
-    /// each descent's cache misses in turn.
+    /// each descent's cache misses in turn. The occupied blocks rule ranges out first while
+    /// that pays, as for a start.
     pub fn find(&mut self, queries: &[Interval], found: &mut Found) {
         let occupied = &mut self.occupied;
         if occupied.pays() {

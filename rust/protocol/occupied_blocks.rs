@@ -164,7 +164,7 @@ impl OccupiedBlocks {
     /// for themselves lately (or when this start is one in [`SAMPLE`]); `false` otherwise.
     #[inline]
     pub fn rules_out(&mut self, q: Interval) -> bool {
-        if self.score < PAYS {
+        if !self.pays() {
             self.unprobed = self.unprobed.wrapping_add(1);
             if self.unprobed % SAMPLE != 0 {
                 return false;
@@ -208,7 +208,7 @@ impl OccupiedBlocks {
     /// them. A smaller set is read at once, and the hashing would only add to the start.
     #[inline]
     pub fn prefetch(&self, q: Interval) {
-        if self.words.len() < PREFETCH_WORDS || self.score < PAYS {
+        if self.words.len() < PREFETCH_WORDS || !self.pays() {
             return;
         }
         for level in self.levels_in_use() {
