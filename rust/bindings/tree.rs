@@ -15,9 +15,11 @@
 //!   section that changes both the tree and the values runs with the GIL attached from start to
 //!   end, so no other attached thread sees one changed without the other.
 
+use std::cell::Cell;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use pyo3::exceptions::{PyAssertionError, PyKeyError, PyOverflowError, PyValueError};
+use pyo3::ffi;
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
@@ -86,14 +88,19 @@ impl IntervalTreeCore {
         let tree = self.read(py);
         // A hit's slot is all its value needs: the walk never reads the handle table.
         let mut walk = tree.overlaps(q);
-        let mut found = Vec::new();
+        let mut found = SPARE_ENTRIES.take();
         let hit = |slot, iv| (slot, iv, None, None);
         walk.fill(&mut found, ATTACHED_WALK, hit);
         if found.len() == ATTACHED_WALK {
             py.detach(|| walk.fill(&mut found, usize::MAX, hit));
         }
         if found.is_empty() {
-            return found; // most queries: no second lock
+            // Most queries: no second lock. The spare goes back in place of the empty `Vec`
+            // its `take` left (no Python ran since, so nothing else was put there).
+            let left = SPARE_ENTRIES.replace(found);
+            debug_assert_eq!(left.capacity(), 0);
+            std::mem::forget(left);
+            return Vec::new();
         }
         let values = self.values.lock(py);
         for (slot, _, handle, value) in &mut found {
@@ -137,18 +144,36 @@ impl IntervalTreeCore {
 }
 
 /// Entries built between two GIL releases (a few milliseconds of work).
-const BUILD_SLICE: usize = 1 << 14;
+const BUILD_SLICE: ffi::Py_ssize_t = 1 << 14;
 
 /// Entries a Python-object query walks with the GIL attached before it releases it for the
 /// rest (a few tens of microseconds of walking).
 const ATTACHED_WALK: usize = 1 << 12;
 
+/// Entries kept for reuse when a query is done with them: at most this many (a query's usual
+/// answer is a handful).
+const SPARE_CAPACITY: usize = 64;
+
+thread_local! {
+    /// An empty `Vec` of entries with room, kept per thread so that a query's usual answer
+    /// allocates nothing in Rust (an allocation and its free were a fifth of a one-hit query's
+    /// instructions). A query takes it out while in use: a finalizer that queries on this thread
+    /// while the tuples are built finds it empty and allocates its own.
+    static SPARE_ENTRIES: Cell<Vec<Entry>> = const { Cell::new(Vec::new()) };
+}
+
 /// Build the list of `(start, last, value)` tuples, `(handle, start, last, value)` with
 /// `handles`; no lock is held. A long answer lets other threads run every [`BUILD_SLICE`]
 /// entries, so that it stalls none of them for long.
-fn entries_list(py: Python<'_>, entries: Vec<Entry>) -> PyResult<Bound<'_, PyList>> {
-    let rows = PyList::empty(py);
-    for (i, (_, iv, handle, value)) in entries.into_iter().enumerate() {
+fn entries_list(py: Python<'_>, mut entries: Vec<Entry>) -> PyResult<Bound<'_, PyList>> {
+    if entries.is_empty() {
+        return Ok(PyList::empty(py));
+    }
+    let len = ffi::Py_ssize_t::try_from(entries.len()).expect("a Vec's length fits isize");
+    // SAFETY: `PyList_New` returns a new reference, or null with an exception set; its items
+    // are null until set below (the collector and an early return's dealloc skip nulls).
+    let rows = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyList_New(len))? };
+    for (i, (_, iv, handle, value)) in (0..len).zip(entries.drain(..)) {
         if i % BUILD_SLICE == BUILD_SLICE - 1 {
             let_others_run(py);
         }
@@ -162,9 +187,15 @@ fn entries_list(py: Python<'_>, entries: Vec<Entry>) -> PyResult<Bound<'_, PyLis
             }
             None => PyTuple::new(py, [start, last, value])?,
         };
-        rows.append(tuple)?;
+        // SAFETY: `rows` is a list of `len` items and `i < len`; the item's reference is
+        // stolen. (`PyList_Append` would grow the list's array from nothing.)
+        unsafe { ffi::PyList_SetItem(rows.as_ptr(), i, tuple.into_ptr()) };
     }
-    Ok(rows)
+    if entries.capacity() <= SPARE_CAPACITY {
+        SPARE_ENTRIES.set(entries);
+    }
+    // SAFETY: built by `PyList_New` above.
+    Ok(unsafe { rows.cast_into_unchecked() })
 }
 
 #[pymethods]

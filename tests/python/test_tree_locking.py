@@ -100,6 +100,23 @@ def case_finalizer_inserts_into_same_tree_during_overlap():
     assert len(out) in (N, N + 1) and len(tree) == N + 1
 
 
+def case_finalizer_queries_same_tree_during_overlap():
+    # The query keeps its entries in a per-thread spare between walk and tuples; a query run
+    # by a finalizer on the same thread while the tuples are built must find its own room,
+    # and both answers (and the next query's, which reuses the spare) must be exact.
+    tree = IntervalTree()
+    for i in range(100):
+        tree.insert(10 * i, 10 * i + 5, ("v", i))
+    want_outer = [(10 * i, 10 * i + 5, ("v", i)) for i in range(40)]
+    want_inner = [(10 * i, 10 * i + 5, ("v", i)) for i in range(10, 13)]
+    inner = []
+    out = _query_with_finalizer(lambda: tree.overlap(0, 399), lambda: inner.append(tree.overlap(100, 129)))
+    assert out == want_outer
+    assert inner == [want_inner]
+    assert tree.overlap(0, 399) == want_outer
+    assert tree.overlap(100, 129) == want_inner
+
+
 def _with_waiting_writer(query, writer_op):
     """A writer thread loops ``writer_op`` while this thread runs ``query`` with a finalizer that
     sleeps (GIL released) so that the writer gets to wait for the tree lock meanwhile."""
