@@ -19,7 +19,6 @@ use std::cell::Cell;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use pyo3::exceptions::{PyAssertionError, PyKeyError, PyOverflowError, PyValueError};
-use pyo3::ffi;
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
@@ -144,7 +143,7 @@ impl IntervalTreeCore {
 }
 
 /// Entries built between two GIL releases (a few milliseconds of work).
-const BUILD_SLICE: ffi::Py_ssize_t = 1 << 14;
+const BUILD_SLICE: usize = 1 << 14;
 
 /// Entries a Python-object query walks with the GIL attached before it releases it for the
 /// rest (a few tens of microseconds of walking).
@@ -166,14 +165,11 @@ thread_local! {
 /// `handles`; no lock is held. A long answer lets other threads run every [`BUILD_SLICE`]
 /// entries, so that it stalls none of them for long.
 fn entries_list(py: Python<'_>, mut entries: Vec<Entry>) -> PyResult<Bound<'_, PyList>> {
+    let rows = PyList::empty(py);
     if entries.is_empty() {
-        return Ok(PyList::empty(py));
+        return Ok(rows); // `copy_entries` kept the spare
     }
-    let len = ffi::Py_ssize_t::try_from(entries.len()).expect("a Vec's length fits isize");
-    // SAFETY: `PyList_New` returns a new reference, or null with an exception set; its items
-    // are null until set below (the collector and an early return's dealloc skip nulls).
-    let rows = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyList_New(len))? };
-    for (i, (_, iv, handle, value)) in (0..len).zip(entries.drain(..)) {
+    for (i, (_, iv, handle, value)) in entries.drain(..).enumerate() {
         if i % BUILD_SLICE == BUILD_SLICE - 1 {
             let_others_run(py);
         }
@@ -187,15 +183,12 @@ fn entries_list(py: Python<'_>, mut entries: Vec<Entry>) -> PyResult<Bound<'_, P
             }
             None => PyTuple::new(py, [start, last, value])?,
         };
-        // SAFETY: `rows` is a list of `len` items and `i < len`; the item's reference is
-        // stolen. (`PyList_Append` would grow the list's array from nothing.)
-        unsafe { ffi::PyList_SetItem(rows.as_ptr(), i, tuple.into_ptr()) };
+        rows.append(tuple)?;
     }
     if entries.capacity() <= SPARE_CAPACITY {
         SPARE_ENTRIES.set(entries);
     }
-    // SAFETY: built by `PyList_New` above.
-    Ok(unsafe { rows.cast_into_unchecked() })
+    Ok(rows)
 }
 
 #[pymethods]
