@@ -94,12 +94,8 @@ impl IntervalTreeCore {
             py.detach(|| walk.fill(&mut found, usize::MAX, hit));
         }
         if found.is_empty() {
-            // Most queries: no second lock. The spare goes back in place of the empty `Vec`
-            // its `take` left (no Python ran since, so nothing else was put there).
-            let left = SPARE_ENTRIES.replace(found);
-            debug_assert_eq!(left.capacity(), 0);
-            std::mem::forget(left);
-            return Vec::new();
+            SPARE_ENTRIES.set(found);
+            return Vec::new(); // most queries: no second lock, nothing to build
         }
         let values = self.values.lock(py);
         for (slot, _, handle, value) in &mut found {
@@ -167,7 +163,7 @@ thread_local! {
 fn entries_list(py: Python<'_>, mut entries: Vec<Entry>) -> PyResult<Bound<'_, PyList>> {
     let rows = PyList::empty(py);
     if entries.is_empty() {
-        return Ok(rows); // `copy_entries` kept the spare
+        return Ok(rows); // `copy_entries` put the spare back
     }
     for (i, (_, iv, handle, value)) in entries.drain(..).enumerate() {
         if i % BUILD_SLICE == BUILD_SLICE - 1 {
